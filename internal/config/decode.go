@@ -1,0 +1,267 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// pos is a location in the YAML source.
+type pos struct{ line, col int }
+
+// decoded is a YAML file decoded into the schema, with the position of every
+// key path so that validation errors can name file, line and key.
+type decoded struct {
+	file   string
+	schema fileSchema
+	pos    map[string]pos
+	diags  Diags
+	// fatal: the document could not be decoded into the schema at all.
+	fatal bool
+}
+
+// at returns a diagnostic located at key path k (falling back to the nearest
+// parent that has a position).
+func (d *decoded) diag(sev Severity, key, format string, args ...any) {
+	p := d.lookup(key)
+	d.diags = append(d.diags, Diag{Severity: sev, File: d.file, Line: p.line, Column: p.col, Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoded) errorf(key, format string, args ...any) { d.diag(SevError, key, format, args...) }
+func (d *decoded) warnf(key, format string, args ...any)  { d.diag(SevWarning, key, format, args...) }
+
+func (d *decoded) lookup(key string) pos {
+	for k := key; k != ""; k = parentKey(k) {
+		if p, ok := d.pos[k]; ok {
+			return p
+		}
+	}
+	// A key missing from the file: point at its start, so every
+	// diagnostic still carries file, line and key.
+	return pos{1, 1}
+}
+
+func parentKey(k string) string {
+	if i := strings.LastIndexAny(k, ".["); i >= 0 {
+		return k[:i]
+	}
+	return ""
+}
+
+// maxFileSize bounds what we read: a namespace file is a few KiB; anything
+// huge is a mistake (or an attack on the boot path) and is rejected.
+const maxFileSize = 1 << 20
+
+// decode parses src. Syntax errors, unknown keys and type errors are all
+// reported (not only the first); schema is filled as far as possible.
+func decode(file string, src []byte) *decoded {
+	d := &decoded{file: file, pos: map[string]pos{}}
+	if len(src) > maxFileSize {
+		d.errorf("", "file is larger than %d bytes", maxFileSize)
+		d.fatal = true
+		return d
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(src, &root); err != nil {
+		d.diags = append(d.diags, yamlErrorDiags(file, err)...)
+		d.fatal = true
+		return d
+	}
+	if len(root.Content) == 0 {
+		// An empty file is a valid YAML document with no keys; validation
+		// then reports the missing required keys.
+		return d
+	}
+	doc := root.Content[0]
+	if doc.Kind != yaml.MappingNode {
+		d.diags = append(d.diags, Diag{File: file, Line: doc.Line, Column: doc.Column, Message: "top level must be a mapping of keys"})
+		d.fatal = true
+		return d
+	}
+	walk(d, doc, reflect.TypeOf(fileSchema{}), "")
+	shapeOK := !d.diags.HasErrors()
+	// Unknown keys are already reported with a hint; decode the rest anyway
+	// so that validation reports every other problem of the file in the
+	// same run (the file stays invalid either way).
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(shapeOK)
+	if err := dec.Decode(&d.schema); err != nil {
+		d.diags = append(d.diags, yamlErrorDiags(file, err)...)
+		d.fatal = true
+	}
+	return d
+}
+
+var yamlLineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlErrorDiags turns yaml.v3 errors ("yaml: line 3: ...", or a TypeError
+// with several "line N: ..." entries) into located diagnostics.
+func yamlErrorDiags(file string, err error) Diags {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	var out Diags
+	for _, m := range msgs {
+		d := Diag{File: file, Message: strings.TrimPrefix(m, "yaml: ")}
+		if sm := yamlLineRe.FindStringSubmatch(m); sm != nil {
+			d.Line, _ = strconv.Atoi(sm[1])
+			d.Message = sm[2]
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// walk records key positions and reports unknown keys, duplicate keys and
+// shape mismatches by comparing the node tree with the schema's yaml tags.
+func walk(d *decoded, n *yaml.Node, t reflect.Type, path string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		d.diags = append(d.diags, Diag{File: d.file, Line: n.Line, Column: n.Column, Key: path, Message: "YAML aliases are not supported here"})
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return // "dns:" with nothing below: treat as empty
+			}
+			d.diags = append(d.diags, Diag{File: d.file, Line: n.Line, Column: n.Column, Key: path, Message: "expected a mapping of keys"})
+			return
+		}
+		fields := schemaFields(t)
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := join(path, k.Value)
+			if seen[k.Value] {
+				d.diags = append(d.diags, Diag{File: d.file, Line: k.Line, Column: k.Column, Key: key, Message: "duplicate key"})
+				continue
+			}
+			seen[k.Value] = true
+			ft, ok := fields[k.Value]
+			if !ok {
+				d.diags = append(d.diags, Diag{File: d.file, Line: k.Line, Column: k.Column, Key: key, Message: unknownKeyMessage(k.Value, fields)})
+				continue
+			}
+			d.pos[key] = pos{k.Line, k.Column}
+			walk(d, v, ft, key)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return
+			}
+			d.diags = append(d.diags, Diag{File: d.file, Line: n.Line, Column: n.Column, Key: path, Message: "expected a list"})
+			return
+		}
+		for i, c := range n.Content {
+			key := fmt.Sprintf("%s[%d]", path, i)
+			d.pos[key] = pos{c.Line, c.Column}
+			walk(d, c, t.Elem(), key)
+		}
+	default:
+		if n.Kind != yaml.ScalarNode {
+			d.diags = append(d.diags, Diag{File: d.file, Line: n.Line, Column: n.Column, Key: path, Message: "expected a single value"})
+		}
+	}
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+func schemaFields(t reflect.Type) map[string]reflect.Type {
+	m := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag != "" && tag != "-" {
+			m[tag] = f.Type
+		}
+	}
+	return m
+}
+
+// unknownKeyMessage suggests the closest known key: typos must not silently
+// weaken a policy, and a hint saves a round trip.
+func unknownKeyMessage(k string, fields map[string]reflect.Type) string {
+	best, bestDist := "", 4
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if dist := editDistance(strings.ToLower(k), strings.ToLower(name)); dist < bestDist {
+			best, bestDist = name, dist
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("unknown key (did you mean %q?)", best)
+	}
+	return "unknown key (known keys: " + strings.Join(names, ", ") + ")"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// SchemaKeys lists every key path of the schema ("dns.servers",
+// "wireguard.peers[].endpoint", ...). Used by the documentation test and the
+// JSON schema.
+func SchemaKeys() []string {
+	var out []string
+	var rec func(t reflect.Type, path string)
+	rec = func(t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+				p := join(path, tag)
+				out = append(out, p)
+				rec(f.Type, p)
+			}
+		case reflect.Slice:
+			rec(t.Elem(), path+"[]")
+		}
+	}
+	rec(reflect.TypeOf(fileSchema{}), "")
+	return out
+}

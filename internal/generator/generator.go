@@ -1,0 +1,207 @@
+// Package generator is the library core of vpn-confinement-generator: it
+// reads the config dir, compiles every file, and returns the complete output
+// tree (files and symlinks) without touching the file system beyond reads.
+// Writing the tree is genout's job; the binary is a thin wrapper.
+package generator
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/vpn-confinement/vpn-confinement/internal/config"
+	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
+)
+
+// Options are the generator's inputs. Zero values take the system defaults.
+type Options struct {
+	ConfigDir string   // default /etc/vpn-confinement.d
+	UnitPath  []string // default unitfile.SystemPath
+	StateDir  string   // default plan.StateDir
+	UnitDir   string   // where the templates are installed (symlink targets)
+}
+
+// DefaultConfigDir is where namespace files live.
+const DefaultConfigDir = "/etc/vpn-confinement.d"
+
+// DefaultUnitDir is the template install dir; overridden at build time
+// with -ldflags -X for other prefixes.
+var DefaultUnitDir = "/usr/local/lib/systemd/system"
+
+// Output is the generator's complete output tree, relative to the normal
+// output dir.
+type Output struct {
+	Files   map[string][]byte
+	Links   map[string]string
+	Results []*config.Result
+	// Blocked maps each blocked unit to the file that caused it.
+	Blocked map[string]string
+}
+
+// Generate compiles everything. It returns an error only when the config
+// dir exists but cannot be listed; per-file problems are in Results.
+func Generate(o Options) (*Output, error) {
+	if o.ConfigDir == "" {
+		o.ConfigDir = DefaultConfigDir
+	}
+	if o.UnitPath == nil {
+		o.UnitPath = unitfile.SystemPath
+	}
+	if o.StateDir == "" {
+		o.StateDir = plan.StateDir
+	}
+	if o.UnitDir == "" {
+		o.UnitDir = DefaultUnitDir
+	}
+	out := &Output{Files: map[string][]byte{}, Links: map[string]string{}, Blocked: map[string]string{}}
+	entries, err := os.ReadDir(o.ConfigDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read config dir: %w", err)
+	}
+	env := config.Env{Units: unitfile.Search{Path: o.UnitPath}}
+	stems := map[string][]string{}
+	for _, e := range entries {
+		name, ok := config.NameFromPath(e.Name())
+		if !ok || strings.HasPrefix(e.Name(), ".") || e.IsDir() {
+			continue
+		}
+		stems[name] = append(stems[name], filepath.Join(o.ConfigDir, e.Name()))
+	}
+	var results []*config.Result
+	for _, stem := range sortedKeys(stems) {
+		paths := stems[stem]
+		for _, p := range paths {
+			r := compileFile(p, env)
+			if len(paths) > 1 {
+				r.Plan = nil
+				r.Diags = append(r.Diags, config.Diag{File: p, Message: fmt.Sprintf("namespace %q is defined by more than one file: %s", stem, strings.Join(paths, ", "))})
+			}
+			results = append(results, r)
+		}
+	}
+	config.CompileAll(results)
+	out.Results = results
+
+	managed := map[string]bool{}
+	for _, r := range results {
+		if r.Plan != nil {
+			managed[r.Name] = true
+		}
+	}
+	for _, r := range results {
+		if r.Plan != nil {
+			emitNamespace(out, r.Plan, managed, env, o.UnitDir)
+			continue
+		}
+		block := append([]string{}, r.Units...)
+		block = append(block, readStateRecord(o.StateDir, r.Name)...)
+		for _, u := range dedupe(block) {
+			if !config.ValidUnitName(u) {
+				continue
+			}
+			if _, done := out.Blocked[u]; done {
+				continue
+			}
+			out.Blocked[u] = r.File
+			out.Files[u+".d/"+config.DropInName] = units.BlockDropIn(r.File, u)
+		}
+		if config.ValidNamespaceName(r.Name) {
+			out.Files[units.Instance(units.NsTemplate, r.Name)+".d/"+config.DropInName] = units.BlockNamespaceDropIn(r.Name, r.File)
+		}
+	}
+	return out, nil
+}
+
+func compileFile(p string, env config.Env) *config.Result {
+	f, err := os.Open(p)
+	if err != nil {
+		return unreadable(p, err)
+	}
+	defer f.Close()
+	// Read one byte past the limit so oversized files are detected without
+	// reading them whole.
+	buf, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err != nil {
+		return unreadable(p, err)
+	}
+	return config.CompileFile(p, buf, env)
+}
+
+func unreadable(p string, err error) *config.Result {
+	name, _ := config.NameFromPath(p)
+	return &config.Result{Name: name, File: p, Diags: config.Diags{{File: p, Message: fmt.Sprintf("cannot read: %v", err)}}}
+}
+
+// readStateRecord returns the units recorded at the namespace's last good
+// start (written by the namespace helper). It is how the generator still
+// knows which units to block when the file no longer parses.
+func readStateRecord(dir, name string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, name+".units"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func emitNamespace(out *Output, n *plan.Namespace, managed map[string]bool, env config.Env, unitDir string) {
+	name := n.Name
+	b, err := n.Marshal()
+	if err != nil {
+		panic(err) // plans hold only marshalable types
+	}
+	out.Files[plan.PlanSubdir+"/"+name+".json"] = b
+	out.Files[units.Instance(units.NsTemplate, name)+".d/"+config.DropInName] = units.NamespaceDropIn(n)
+	out.Files[units.Instance(units.WgTemplate, name)+".d/"+config.DropInName] = units.WireGuardDropIn(n, managed)
+	if n.WireGuard.Pinning != nil {
+		out.Files[units.Instance(units.PinTemplate, name)+".d/"+config.DropInName] = units.PinDropIn(n, managed)
+	}
+	if n.Autostart {
+		out.Links["multi-user.target.wants/"+units.Instance(units.NsTemplate, name)] = filepath.Join(unitDir, units.NsTemplate)
+	}
+	for _, u := range n.Services {
+		var existing *unitfile.Unit
+		if env.Units != nil {
+			if eu, ok := env.Units.Lookup(u.Name); ok {
+				existing = eu
+			}
+		}
+		out.Files[u.Name+".d/"+config.DropInName] = units.ServiceDropIn(n, u, existing)
+	}
+	for _, u := range n.Sockets {
+		out.Files[u.Name+".d/"+config.DropInName] = units.SocketDropIn(n, u)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

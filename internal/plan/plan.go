@@ -1,0 +1,220 @@
+// Package plan defines the compiled plan of one confinement namespace: the
+// validated, normalized, secret-free description that the generator writes
+// next to the units it generates and that the helpers apply to the kernel.
+//
+// The plan is the only contract between compile time (generator, pure) and
+// run time (helpers, side effects). Helpers never re-read the YAML for policy:
+// what runs is exactly what was compiled at the last daemon-reload. The one
+// exception is key material, which the plan only points to (KeySource).
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+)
+
+// Version is bumped on any incompatible change of the JSON layout; helpers
+// refuse a plan of another version (fail closed) rather than guess.
+const Version = 1
+
+// Defaults for paths. They are variables so tests and packagers can move them.
+var (
+	// NetnsDir is where named network namespaces are pinned (iproute2 compatible).
+	NetnsDir = "/run/netns"
+	// RuntimeDir holds per-namespace runtime files (resolv.conf, nsswitch.conf).
+	RuntimeDir = "/run/vpn-confinement"
+	// StateDir holds the record of units confined at the last good start; the
+	// generator reads it to keep blocking those units when a file becomes unparsable.
+	StateDir = "/var/lib/vpn-confinement"
+	// DefaultGeneratorDir is the normal output dir of system generators; the
+	// plan lives in its PlanSubdir.
+	DefaultGeneratorDir = "/run/systemd/generator"
+)
+
+// PlanSubdir is the directory, inside the generator's normal output dir, that
+// holds NAME.json plans.
+const PlanSubdir = "vpn-confinement"
+
+// Namespace is the compiled plan of one /etc/vpn-confinement.d/NAME.yaml.
+type Namespace struct {
+	Version         int       `json:"version"`
+	Name            string    `json:"name"`
+	Source          string    `json:"source"` // absolute path of the YAML file
+	SecurityProfile string    `json:"securityProfile"`
+	Autostart       bool      `json:"autostart"`
+	DNS             DNS       `json:"dns"`
+	IPv6            bool      `json:"ipv6"` // ipv6.mode == tunnel
+	Egress          Egress    `json:"egress"`
+	Ingress         Ingress   `json:"ingress"`
+	HostLink        *HostLink `json:"hostLink,omitempty"`
+	WireGuard       WireGuard `json:"wireguard"`
+	Services        []Unit    `json:"services,omitempty"`
+	Sockets         []Unit    `json:"sockets,omitempty"`
+}
+
+// DNS modes.
+const (
+	DNSStrict = "strict"
+	DNSCompat = "compat"
+)
+
+// DNS is the resolver policy.
+type DNS struct {
+	Mode                 string       `json:"mode"`
+	Servers              []netip.Addr `json:"servers"`
+	Search               []string     `json:"search,omitempty"`
+	AllowHostResolverIPC bool         `json:"allowHostResolverIPC"`
+}
+
+// Egress modes.
+const (
+	EgressAllowAllTunnel = "allowAllTunnel"
+	EgressAllowList      = "allowList"
+)
+
+// Egress is the tunnel egress policy. CIDRs are normalized (masked) and
+// merged so that no two overlap; ports are sorted and unique.
+type Egress struct {
+	Mode               string         `json:"mode"`
+	AllowedCIDRs       []netip.Prefix `json:"allowedCidrs,omitempty"`
+	AllowedTCPPorts    []uint16       `json:"allowedTcpPorts,omitempty"`
+	AllowedUDPPorts    []uint16       `json:"allowedUdpPorts,omitempty"`
+	AllowEssentialICMP bool           `json:"allowEssentialIcmp"`
+}
+
+// Ingress lists inbound ports. FromHostTCP already merges
+// ingress.fromHost.tcp and publishToHost.tcp.
+type Ingress struct {
+	FromTunnelTCP []uint16 `json:"fromTunnelTcp,omitempty"`
+	FromTunnelUDP []uint16 `json:"fromTunnelUdp,omitempty"`
+	FromHostTCP   []uint16 `json:"fromHostTcp,omitempty"`
+}
+
+// HostLink is the veth pair between the host and the namespace.
+type HostLink struct {
+	HostIf   string       `json:"hostIf"`
+	NsIf     string       `json:"nsIf"`
+	Subnet   netip.Prefix `json:"subnet"`   // a /30
+	HostAddr netip.Addr   `json:"hostAddr"` // base+1
+	NsAddr   netip.Addr   `json:"nsAddr"`   // base+2
+}
+
+// WireGuard backends.
+const (
+	BackendAuto      = "auto"
+	BackendKernel    = "kernel"
+	BackendUserspace = "userspace"
+)
+
+// WireGuard describes the tunnel device. It never holds key material.
+type WireGuard struct {
+	Interface          string         `json:"interface"`
+	Backend            string         `json:"backend"`
+	PrivateKey         KeySource      `json:"privateKey"`
+	Addresses          []netip.Prefix `json:"addresses"`
+	ListenPort         int            `json:"listenPort,omitempty"`
+	MTU                int            `json:"mtu,omitempty"`
+	FwMark             uint32         `json:"fwMark,omitempty"`
+	SocketNamespace    string         `json:"socketNamespace,omitempty"` // "" = init
+	AllowedIPsAsRoutes bool           `json:"allowedIPsAsRoutes"`
+	Peers              []Peer         `json:"peers"`
+	Pinning            *Pinning       `json:"pinning,omitempty"`
+}
+
+// KeySource tells a helper where to read a key at run time.
+type KeySource struct {
+	// File is an absolute path of a file holding the base64 key.
+	File string `json:"file,omitempty"`
+	// Generate creates File (0600) when it is missing.
+	Generate bool `json:"generate,omitempty"`
+	// Credential names a systemd credential ($CREDENTIALS_DIRECTORY/NAME).
+	Credential string `json:"credential,omitempty"`
+	// WgQuickFile is a wg-quick file whose [Interface] PrivateKey is used.
+	WgQuickFile string `json:"wgQuickFile,omitempty"`
+	// InlineYAML means the key is inline in Source (wireguard.privateKey);
+	// the helper reads it from there, so it never lands in generated files.
+	InlineYAML bool `json:"inlineYaml,omitempty"`
+}
+
+// Endpoint is a peer endpoint: a literal address or a hostname, and a port.
+type Endpoint struct {
+	Host string `json:"host"` // literal IP (no brackets) or hostname
+	Port uint16 `json:"port"`
+}
+
+// IsHostname reports whether the endpoint must be resolved at run time.
+func (e Endpoint) IsHostname() bool {
+	_, err := netip.ParseAddr(e.Host)
+	return err != nil
+}
+
+// Peer is one WireGuard peer.
+type Peer struct {
+	PublicKey              string         `json:"publicKey"`
+	PresharedKey           *KeySource     `json:"presharedKey,omitempty"`
+	Endpoint               *Endpoint      `json:"endpoint,omitempty"`
+	AllowedIPs             []netip.Prefix `json:"allowedIPs"`
+	PersistentKeepalive    int            `json:"persistentKeepalive,omitempty"`
+	EndpointRefreshSeconds int            `json:"endpointRefreshSeconds,omitempty"`
+}
+
+// Pinning restricts the tunnel's outer UDP packets (marked FwMark) in the
+// socket birthplace namespace to the peer endpoints.
+type Pinning struct {
+	FwMark uint32 `json:"fwMark"`
+	Table  string `json:"table"` // nft table name, unique per namespace name
+}
+
+// Hardening profiles.
+const (
+	HardeningBaseline = "baseline"
+	HardeningStrict   = "strict"
+)
+
+// Unit is a confined service or socket.
+type Unit struct {
+	Name                     string   `json:"unit"`
+	HardeningProfile         string   `json:"hardeningProfile,omitempty"`
+	RestrictBind             bool     `json:"restrictBind,omitempty"`
+	AllowRootInHighAssurance bool     `json:"allowRootInHighAssurance,omitempty"`
+	ExtraAddressFamilies     []string `json:"extraAddressFamilies,omitempty"`
+}
+
+// NetnsPath is the pinned namespace path for name.
+func NetnsPath(name string) string { return NetnsDir + "/" + name }
+
+// RuntimePath is the runtime directory of namespace name.
+func RuntimePath(name string) string { return RuntimeDir + "/" + name }
+
+// Path is the plan file of namespace name inside generator dir dir.
+func Path(dir, name string) string { return dir + "/" + PlanSubdir + "/" + name + ".json" }
+
+// Marshal renders the plan deterministically (indented, trailing newline).
+func (n *Namespace) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Load reads and checks a plan file.
+func Load(path string) (*Namespace, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	var n Namespace
+	if err := json.Unmarshal(b, &n); err != nil {
+		return nil, fmt.Errorf("parse plan %s: %w", path, err)
+	}
+	if n.Version != Version {
+		return nil, fmt.Errorf("plan %s has version %d, this helper understands %d (run systemctl daemon-reload)", path, n.Version, Version)
+	}
+	if n.Name == "" {
+		return nil, fmt.Errorf("plan %s has no name", path)
+	}
+	return &n, nil
+}
