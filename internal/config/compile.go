@@ -79,7 +79,7 @@ func CompileFile(path string, src []byte, env Env) *Result {
 	r.Parsed = true
 	c := &compiler{d: d, env: env, name: name, file: path}
 	p := c.compile()
-	r.Units = c.units
+	r.Units = dedupeStrings(c.units)
 	r.manualHL = c.manualHL
 	r.Diags = d.diags
 	if !r.Diags.HasErrors() {
@@ -286,6 +286,9 @@ func (c *compiler) compileEgress(n *plan.Namespace) {
 	merged, overlaps := MergePrefixes(cidrs)
 	if overlaps {
 		c.warnf("egress.allowedCidrs", "overlapping or adjacent CIDRs were merged into %d ranges", len(merged))
+	}
+	if c.ha && n.Egress.Mode != plan.EgressAllowList {
+		c.errorf("egress.mode", "highAssurance requires egress.mode \"allowList\"")
 	}
 	tcp := c.ports("egress.allowedTcpPorts", s.AllowedTCPPorts)
 	udp := c.ports("egress.allowedUdpPorts", s.AllowedUDPPorts)

@@ -239,9 +239,9 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// SchemaKeys lists every key path of the schema ("dns.servers",
-// "wireguard.peers[].endpoint", ...). Used by the documentation test and the
-// JSON schema.
+// SchemaKeys lists the key paths a user sets: every scalar or list key
+// ("dns.servers", "wireguard.peers", "wireguard.peers[].endpoint"), but not
+// the pure grouping mappings ("dns"). Used by the documentation test.
 func SchemaKeys() []string {
 	var out []string
 	var rec func(t reflect.Type, path string)
@@ -254,12 +254,15 @@ func SchemaKeys() []string {
 			for i := 0; i < t.NumField(); i++ {
 				f := t.Field(i)
 				tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-				p := join(path, tag)
-				out = append(out, p)
-				rec(f.Type, p)
+				rec(f.Type, join(path, tag))
 			}
 		case reflect.Slice:
-			rec(t.Elem(), path+"[]")
+			out = append(out, path)
+			if e := t.Elem(); e.Kind() == reflect.Struct {
+				rec(e, path+"[]")
+			}
+		default:
+			out = append(out, path)
 		}
 	}
 	rec(reflect.TypeOf(fileSchema{}), "")

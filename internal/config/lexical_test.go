@@ -12,78 +12,43 @@ import (
 // Test names carry a "Lex" prefix so they cannot clash with the other test
 // files of this package.
 
-func TestLexValidNamespaceName(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		// Reference vectors (flake/checks.nix security-input-validation).
-		{"vpn.apps-1", true},
-		{".", false},
-		{"..", false},
-		{"-vpnapps", false},
-		// Derived edge cases.
-		{"a", true},
-		{"0", true},
-		{"vpnapps", true},
-		{"a_b", true},
-		{"A.B-c_9", true},
-		{"ab", true},
-		{strings.Repeat("a", 64), true},
-		{strings.Repeat("a", 65), false},
-		{"a" + strings.Repeat("-", 62) + "b", true},
-		{"", false},
-		{"vpnapps-", false},
-		{"vpnapps.", false},
-		{"_a", false},
-		{"a_", false},
-		{".hidden", false},
-		{"a b", false},
-		{"a/b", false},
-		{"a:b", false},
-		{"a@b", false},
-		{"äpps", false},
-		{"a\x00", false},
+// lexCheckBool runs f over accepted and rejected inputs as subtests.
+func lexCheckBool(t *testing.T, name string, f func(string) bool, accept, reject []string) {
+	t.Helper()
+	for _, in := range accept {
+		t.Run(fmt.Sprintf("accept/%q", in), func(t *testing.T) {
+			if !f(in) {
+				t.Errorf("%s(%q) = false, want true", name, in)
+			}
+		})
 	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%q", tt.in), func(t *testing.T) {
-			if got := ValidNamespaceName(tt.in); got != tt.want {
-				t.Errorf("ValidNamespaceName(%q) = %v, want %v", tt.in, got, tt.want)
+	for _, in := range reject {
+		t.Run(fmt.Sprintf("reject/%q", in), func(t *testing.T) {
+			if f(in) {
+				t.Errorf("%s(%q) = true, want false", name, in)
 			}
 		})
 	}
 }
 
-func TestLexValidInterfaceName(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{"wg0", true},
-		{"-wg0", false},
-		{"w", true},
-		{"wg-media", true},
-		{"wg.0", true},
-		{"vh-614ddd762fc4", true},
-		{strings.Repeat("a", 15), true},
-		{strings.Repeat("a", 16), false},
-		{"", false},
-		{"wg0-", false},
-		{"wg0_", false},
-		{".", false},
-		{"..", false},
-		{"wg 0", false},
-		{"wg/0", false},
-		{"wg:0", false},
-		{"wg%d", false},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%q", tt.in), func(t *testing.T) {
-			if got := ValidInterfaceName(tt.in); got != tt.want {
-				t.Errorf("ValidInterfaceName(%q) = %v, want %v", tt.in, got, tt.want)
-			}
+func TestLexValidNamespaceName(t *testing.T) {
+	lexCheckBool(t, "ValidNamespaceName", ValidNamespaceName,
+		[]string{
+			"vpn.apps-1", // reference vector
+			"a", "0", "vpnapps", "a_b", "A.B-c_9", "ab", strings.Repeat("a", 64),
+			"a" + strings.Repeat("-", 62) + "b",
+		},
+		[]string{
+			".", "..", "-vpnapps", // reference vectors
+			strings.Repeat("a", 65), "", "vpnapps-", "vpnapps.", "_a", "a_", ".hidden",
+			"a b", "a/b", "a:b", "a@b", "äpps", "a\x00",
 		})
-	}
+}
+
+func TestLexValidInterfaceName(t *testing.T) {
+	lexCheckBool(t, "ValidInterfaceName", ValidInterfaceName,
+		[]string{"wg0", "w", "wg-media", "wg.0", "vh-614ddd762fc4", strings.Repeat("a", 15)},
+		[]string{"-wg0", strings.Repeat("a", 16), "", "wg0-", "wg0_", ".", "..", "wg 0", "wg/0", "wg:0", "wg%d"})
 }
 
 // TestLexParseIPLiteral lists the canonical String() of accepted literals and
@@ -305,116 +270,46 @@ func TestLexParseEndpoint(t *testing.T) {
 }
 
 func TestLexValidHostname(t *testing.T) {
-	long63 := strings.Repeat("a", 63)
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{"example.com", true},
-		{"a", true},
-		{"xn--bcher-kva.example", true},
-		{"a-b.c-d", true},
-		{long63 + ".com", true},
-		{strings.Repeat("a", 64) + ".com", false},
-		{strings.Join([]string{long63, long63, long63, strings.Repeat("a", 61)}, "."), true}, // 253
-		{strings.Join([]string{long63, long63, long63, strings.Repeat("a", 62)}, "."), false},
-		{"", false},
-		{".", false},
-		{"example.com.", false},
-		{".example.com", false},
-		{"a..b", false},
-		{"-a.com", false},
-		{"a-.com", false},
-		{"a_b.com", false},
-		{"192.0.2.1", false},
-		{"999.1.1.1", false},
-		{"host.123", false},
-		{"host.0xff", false},
-		{"host.0x", false}, // glibc inet_aton reads a bare "0x" as 0
-		{"123.host", true},
-		{"::1", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			if got := ValidHostname(tt.in); got != tt.want {
-				t.Errorf("ValidHostname(%q) = %v, want %v", tt.in, got, tt.want)
-			}
+	l63 := strings.Repeat("a", 63)
+	lexCheckBool(t, "ValidHostname", ValidHostname,
+		[]string{
+			"example.com", "a", "xn--bcher-kva.example", "a-b.c-d", l63 + ".com", "123.host",
+			strings.Join([]string{l63, l63, l63, strings.Repeat("a", 61)}, "."), // 253
+		},
+		[]string{
+			strings.Repeat("a", 64) + ".com",
+			strings.Join([]string{l63, l63, l63, strings.Repeat("a", 62)}, "."), // 254
+			"", ".", "example.com.", ".example.com", "a..b", "-a.com", "a-.com", "a_b.com", "::1",
+			// Numeric last labels: IP literals or inet_aton forms.
+			"192.0.2.1", "999.1.1.1", "host.123", "host.0xff", "host.0x",
 		})
-	}
 }
 
 func TestLexValidSearchDomain(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{"vpn.apps-1", true},
-		{"lan", true},
-		{"example.com", true},
-		{"example.com.", true},
-		{"corp.example", true},
-		{"10.in-addr.arpa", true},
-		{"123", true},                            // label rules only, as in the reference
-		{strings.Repeat("a.", 127), true},        // 254 with the trailing dot
-		{strings.Repeat("a.", 126) + "ab", true}, // 254 without a trailing dot
-		{strings.Repeat("a.", 127) + "a", false}, // 255
-		{strings.Repeat("a", 63) + "." + strings.Repeat("b", 63), true},
-		{strings.Repeat("a", 64), false},
-		{"", false},
-		{".", false},
-		{"..", false},
-		{"example.com..", false},
-		{".example.com", false},
-		{"exa mple.com", false},
-		{"example.com\n", false},
-		{"example.com\tcorp", false},
-		{"_srv.example.com", false},
-		{"-corp.example", false},
-		{"corp-.example", false},
-		{"a..b", false},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%q", tt.in), func(t *testing.T) {
-			if got := ValidSearchDomain(tt.in); got != tt.want {
-				t.Errorf("ValidSearchDomain(%q) = %v, want %v", tt.in, got, tt.want)
-			}
+	lexCheckBool(t, "ValidSearchDomain", ValidSearchDomain,
+		[]string{
+			"vpn.apps-1", "lan", "example.com", "example.com.", "corp.example", "10.in-addr.arpa",
+			"123",                            // label rules only, as in the reference
+			strings.Repeat("a.", 127),        // 254 with the trailing dot
+			strings.Repeat("a.", 126) + "ab", // 254 without
+			strings.Repeat("a", 63) + "." + strings.Repeat("b", 63),
+		},
+		[]string{
+			strings.Repeat("a.", 127) + "a", // 255
+			strings.Repeat("a", 64), "", ".", "..", "example.com..", ".example.com",
+			"exa mple.com", "example.com\n", "example.com\tcorp", "_srv.example.com",
+			"-corp.example", "corp-.example", "a..b",
 		})
-	}
 }
 
 func TestLexParseSubnet30(t *testing.T) {
-	tests := []struct {
-		in   string
-		want string
-	}{
-		{"10.231.0.0/30", "10.231.0.0/30"},
-		{"169.254.202.92/30", "169.254.202.92/30"},
-		{"192.0.2.252/30", "192.0.2.252/30"},
-		{"0.0.0.0/30", "0.0.0.0/30"},
-		{"192.0.2.253/30", ""},
-		{"192.0.2.1/30", ""},
-		{"192.0.2.2/30", ""},
-		{"192.0.2.254/30", ""},
-		{"10.231.0.0/29", ""},
-		{"10.231.0.0/31", ""},
-		{"10.231.0.0/030", ""},
-		{"10.231.0.0", ""},
-		{"10.231.0.00/30", ""},
-		{"::ffff:10.231.0.0/30", ""},
-		{"2001:db8::/30", ""},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got := ""
-			if p, ok := ParseSubnet30(tt.in); ok {
-				got = p.String()
-			}
-			if got != tt.want {
-				t.Errorf("ParseSubnet30(%q) = %q, want %q", tt.in, got, tt.want)
-			}
-		})
-	}
+	// Accepted inputs must come back unchanged.
+	f := func(s string) bool { p, ok := ParseSubnet30(s); return ok && p.String() == s }
+	lexCheckBool(t, "ParseSubnet30", f,
+		[]string{"10.231.0.0/30", "169.254.202.92/30", "192.0.2.252/30", "0.0.0.0/30"},
+		[]string{"192.0.2.253/30", "192.0.2.1/30", "192.0.2.2/30", "192.0.2.254/30", "10.231.0.0/29",
+			"10.231.0.0/31", "10.231.0.0/030", "10.231.0.0", "10.231.0.00/30", "::ffff:10.231.0.0/30",
+			"2001:db8::/30", ""})
 }
 
 // TestLexGoldenDerivations pins the reference's derived names and subnets
@@ -475,30 +370,13 @@ func TestLexDeriveFwMark(t *testing.T) {
 }
 
 func TestLexReservedLinkLocal(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{"169.254.0.0/30", true},
-		{"169.254.0.252/30", true},
-		{"169.254.255.252/30", true},
-		{"169.254.169.252/30", true}, // contains 169.254.169.254
-		{"169.254.169.0/30", true},
-		{"169.254.1.0/30", false},
-		{"169.254.168.252/30", false},
-		{"169.254.170.0/30", false},
-		{"169.254.254.252/30", false},
-		{"169.254.202.92/30", false},
-		{"10.231.0.0/30", false},
-		{"169.254.0.0/16", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			if got := ReservedLinkLocal(netip.MustParsePrefix(tt.in)); got != tt.want {
-				t.Errorf("ReservedLinkLocal(%s) = %v, want %v", tt.in, got, tt.want)
-			}
-		})
-	}
+	f := func(s string) bool { return ReservedLinkLocal(netip.MustParsePrefix(s)) }
+	lexCheckBool(t, "ReservedLinkLocal", f,
+		[]string{"169.254.0.0/30", "169.254.0.252/30", "169.254.255.252/30", "169.254.169.0/30",
+			"169.254.169.252/30", // contains the metadata address 169.254.169.254
+			"169.254.0.0/16"},
+		[]string{"169.254.1.0/30", "169.254.168.252/30", "169.254.170.0/30", "169.254.254.252/30",
+			"169.254.202.92/30", "10.231.0.0/30"})
 }
 
 func TestLexAllocateHostLinkSubnets(t *testing.T) {

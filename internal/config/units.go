@@ -34,12 +34,18 @@ func afterOurs(u *unitfile.Unit, s unitfile.Setting) bool {
 func where(s unitfile.Setting) string { return fmt.Sprintf("%s:%d", s.File, s.Line) }
 
 func (c *compiler) checkUnitFiles(n *plan.Namespace) {
-	if c.env.Units == nil {
-		return
-	}
 	services := map[string]bool{}
-	for i, su := range n.Services {
+	for _, su := range n.Services {
 		services[su.Name] = true
+	}
+	lookup := c.env.Units
+	if lookup == nil {
+		lookup = noUnits{}
+	}
+	for i, su := range n.Services {
+		if c.env.Units == nil {
+			break
+		}
 		key := fmt.Sprintf("services[%d].unit", i)
 		u, ok := c.env.Units.Lookup(su.Name)
 		if !ok {
@@ -73,7 +79,7 @@ func (c *compiler) checkUnitFiles(n *plan.Namespace) {
 	for i, sk := range n.Sockets {
 		key := fmt.Sprintf("sockets[%d].unit", i)
 		target := strings.TrimSuffix(sk.Name, ".socket") + ".service"
-		if u, ok := c.env.Units.Lookup(sk.Name); ok && !u.Masked {
+		if u, ok := lookup.Lookup(sk.Name); ok && !u.Masked {
 			c.checkNamespaceConflicts(key, u, "Socket", n.Name)
 			if acc, ok := u.Last("Socket", "Accept"); ok && truthy(acc.Value) {
 				c.errorf(key, "%s: Accept=yes spawns one service instance per connection; confine the socket's template service and keep the socket on the host instead", where(acc))
@@ -85,7 +91,7 @@ func (c *compiler) checkUnitFiles(n *plan.Namespace) {
 					continue
 				}
 			}
-		} else if !ok {
+		} else if !ok && c.env.Units != nil {
 			c.warnf(key, "%s was not found in the unit search path; it will be confined once it is installed", sk.Name)
 		}
 		if !services[target] {
@@ -125,3 +131,8 @@ func regainsNetCaps(v string) bool {
 	}
 	return has("CAP_NET_ADMIN") || has("CAP_SYS_ADMIN")
 }
+
+// noUnits is the lookup used when unit files are not consulted.
+type noUnits struct{}
+
+func (noUnits) Lookup(string) (*unitfile.Unit, bool) { return nil, false }

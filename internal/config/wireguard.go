@@ -128,7 +128,7 @@ func (c *compiler) compileWireGuard(n *plan.Namespace, wgq *wgQuickImport) {
 		}
 		c.compilePeers(n, s)
 	}
-	if len(wg.Addresses) == 0 {
+	if len(wg.Addresses) == 0 && len(s.Addresses) == 0 && wgq == nil {
 		c.errorf("wireguard.addresses", "must list at least one tunnel address")
 	}
 	if wg.MTU != 0 {

@@ -51,6 +51,10 @@ func Generate(o Options) (*Output, error) {
 	if o.ConfigDir == "" {
 		o.ConfigDir = DefaultConfigDir
 	}
+	// Paths end up in SourcePath= and the plans, which must be absolute.
+	if abs, err := filepath.Abs(o.ConfigDir); err == nil {
+		o.ConfigDir = abs
+	}
 	if o.UnitPath == nil {
 		o.UnitPath = unitfile.SystemPath
 	}

@@ -1,0 +1,41 @@
+package generator
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vpn-confinement/vpn-confinement/internal/genout"
+	"github.com/vpn-confinement/vpn-confinement/internal/gentest"
+)
+
+// TestGolden runs every testdata/generator case in-process and compares
+// the whole output tree (files, symlinks, diagnostics).
+func TestGolden(t *testing.T) {
+	for _, name := range gentest.Cases(t) {
+		t.Run(name, func(t *testing.T) {
+			c := gentest.Prepare(t, name)
+			opts := Options{ConfigDir: c.ConfigDir, StateDir: c.StateDir, UnitPath: []string{}, UnitDir: "/usr/lib/systemd/system"}
+			if c.UnitDir != "" {
+				opts.UnitPath = []string{c.UnitDir}
+			}
+			out, err := Generate(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := genout.Write(dir, out.Files, out.Links); err != nil {
+				t.Fatal(err)
+			}
+			var diags []string
+			for _, r := range out.Results {
+				for _, d := range r.Diags {
+					diags = append(diags, d.String())
+				}
+			}
+			got := gentest.ReadTree(t, dir, c)
+			c.Compare(t, got, strings.Join(diags, "\n")+"\n")
+			_ = filepath.Join
+		})
+	}
+}
