@@ -20,7 +20,7 @@ HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin
 UNITS   := vpn-ns@.service vpn-wg@.service vpn-pin@.service
 MANPAGES := vpn-confinement.d.5 vpn-confinement-generator.8
 
-.PHONY: all build test test-unit test-root test-e2e fuzz check install uninstall clean demo bench golden man
+.PHONY: install-files all build test test-unit test-root test-e2e fuzz check install uninstall clean demo bench golden man
 
 all: build
 
@@ -75,6 +75,11 @@ check:
 	@! $(GO) list -deps ./generator | grep -E 'vishvananda|nftables|wgctrl|wireguard/device|godbus' || { echo "generator must not import kernel/IPC packages"; exit 1; }
 
 install: build
+	$(MAKE) install-files
+
+# install-files installs what build produced (the e2e harness uses it to
+# install into a container root exactly as `make install` does).
+install-files:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(GENERATORDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)/etc/vpn-confinement.d
 	install -m 0755 $(addprefix $(B)/,$(HELPERS)) $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0755 $(B)/vpn-confinement-generator $(DESTDIR)$(GENERATORDIR)/vpn-confinement-generator

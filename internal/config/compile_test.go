@@ -72,7 +72,7 @@ func TestRules(t *testing.T) {
 	ha := "securityProfile: highAssurance\negress:\n  allowedCidrs: [203.0.113.0/24]\n"
 	tests := []struct {
 		name, src, key, msg string
-		warning            bool
+		warning             bool
 	}{
 		// Lexical and structural.
 		{"unknown key", base + "dsn: {}\n", "dsn", "unknown key (did you mean \"dns\"?)", false},

@@ -221,6 +221,11 @@ func ServiceDropIn(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []by
 		}
 	}
 
+	// Key material: a root service keeps file-owner access to root's 0600
+	// key files even with no capabilities, so hide the config dir, every
+	// key file and the tunnel's credential store from confined services.
+	f.add("Service", "InaccessiblePaths", strings.Join(secretPaths(n), " "))
+
 	// Capabilities: an empty bounding set means even a root service cannot
 	// flush its firewall (CAP_NET_ADMIN) or setns() out (CAP_SYS_ADMIN).
 	f.add("Service", "CapabilityBoundingSet", "")
@@ -279,6 +284,29 @@ func ServiceDropIn(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []by
 		f.add("Service", "SocketBindAllow", append([]string{""}, dedupe(allow)...)...)
 	}
 	return f.bytes()
+}
+
+// secretPaths lists what a confined service must never read ("-": may not exist).
+func secretPaths(n *plan.Namespace) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(p string) {
+		if p != "" && !seen[p] {
+			seen[p] = true
+			out = append(out, "-"+Escape(p))
+		}
+	}
+	add(parentDir(n.Source))
+	wg := n.WireGuard
+	add(wg.PrivateKey.File)
+	add(wg.PrivateKey.WgQuickFile)
+	for _, p := range wg.Peers {
+		if p.PresharedKey != nil {
+			add(p.PresharedKey.File)
+		}
+	}
+	add("/run/credentials/" + Instance(WgTemplate, n.Name))
+	return out
 }
 
 func ipAllow(n *plan.Namespace) []string {

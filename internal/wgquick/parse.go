@@ -2,9 +2,12 @@ package wgquick
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -73,7 +76,19 @@ func Parse(r io.Reader) (*File, []Problem) {
 		p.finish()
 	}
 	p.scrub()
+	// Missing-key problems are found at the end but belong to section
+	// lines; file-level problems (Line 0) go last.
+	slices.SortStableFunc(p.problems, func(a, b Problem) int {
+		return cmp.Compare(sortLine(a.Line), sortLine(b.Line))
+	})
 	return p.f, p.problems
+}
+
+func sortLine(l int) int {
+	if l == 0 {
+		return math.MaxInt
+	}
+	return l
 }
 
 func (p *parser) problemf(line int, key, format string, args ...any) {
@@ -351,7 +366,11 @@ func (p *parser) dnsItem(n int, item string) {
 	}
 	// wg-quick's own test: digits and dots, or any colon, means "address".
 	if strings.Contains(item, ":") || strings.Trim(item, "0123456789.") == "" {
-		p.problemf(n, "DNS", "DNS entry %s is not a valid IP address (zones are not allowed)", quote(item))
+		hint := ""
+		if strings.Contains(item, "%") {
+			hint = " (zones are not allowed)"
+		}
+		p.problemf(n, "DNS", "DNS entry %s is not a valid IP address%s", quote(item), hint)
 		return
 	}
 	if !searchDomain(item) {
@@ -378,6 +397,7 @@ func searchDomain(s string) bool {
 }
 
 func (p *parser) finish() {
+	p.withholdSecrets()
 	if p.f.Interface.Line == 0 {
 		p.problemf(0, "", "no [Interface] section: a wg-quick file needs one with the PrivateKey")
 	} else if !p.ifacePrivateKey {
@@ -403,18 +423,54 @@ func (p *parser) finish() {
 	}
 }
 
+// hasSecret reports whether s contains a PrivateKey or PresharedKey value of
+// the file. Values shorter than 8 bytes are not keys and are ignored, so
+// that ordinary words do not match.
+func (p *parser) hasSecret(s string) bool {
+	for _, sec := range p.secrets {
+		if len(sec) >= 8 && strings.Contains(s, sec) {
+			return true
+		}
+	}
+	return false
+}
+
+// withholdSecrets keeps key material out of the fields that print as plain
+// text. A private key pasted as a peer's PublicKey (it happens when copying
+// between two config files) would otherwise be logged as a public key.
+func (p *parser) withholdSecrets() {
+	for i := range p.f.Peers {
+		peer := &p.f.Peers[i]
+		if peer.PublicKey.IsSet() && p.hasSecret(peer.PublicKey.Value) {
+			p.problemf(peer.PublicKey.Line, "PublicKey", "PublicKey is the same as a PrivateKey or PresharedKey in this file; a secret key was pasted in place of the server's public key")
+			peer.PublicKey = Field[string]{}
+		}
+		if peer.Endpoint.IsSet() && p.hasSecret(peer.Endpoint.Value) {
+			p.problemf(peer.Endpoint.Line, "Endpoint", "Endpoint contains key material (value not shown)")
+			peer.Endpoint = Field[string]{}
+		}
+	}
+	in := &p.f.Interface
+	in.DNSSearch = slices.DeleteFunc(in.DNSSearch, func(d Field[string]) bool {
+		if p.hasSecret(d.Value) {
+			p.problemf(d.Line, "DNS", "DNS entry contains key material (value not shown)")
+			return true
+		}
+		return false
+	})
+	for i := range in.Unsupported {
+		if p.hasSecret(in.Unsupported[i].Value) {
+			in.Unsupported[i].Value = hidden
+		}
+	}
+}
+
 // scrub is defence in depth: no message is built from a secret value, but
-// should one ever be, this replaces it before the caller can print it.
+// should one ever be, this replaces the message before the caller sees it.
 func (p *parser) scrub() {
-	for i := range p.problems {
-		for _, s := range p.secrets {
-			if len(s) < 8 {
-				continue // too short to be a key, and replacing it would mangle text
-			}
-			pr := &p.problems[i]
-			if strings.Contains(pr.Message, s) || strings.Contains(pr.Key, s) {
-				*pr = Problem{Line: pr.Line, Message: "a problem on this line is not shown because its text would include key material"}
-			}
+	for i, pr := range p.problems {
+		if p.hasSecret(pr.Message) || p.hasSecret(pr.Key) {
+			p.problems[i] = Problem{Line: pr.Line, Message: "a problem on this line is not shown because its text would include key material"}
 		}
 	}
 }
