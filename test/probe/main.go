@@ -6,6 +6,8 @@
 //	vpnc-probe tcp  ADDR:PORT                TCP connect + echo round trip
 //	vpnc-probe udp  ADDR:PORT                UDP datagram + echo reply
 //	vpnc-probe resolve NAME                  getaddrinfo through the C-library-like Go resolver
+//	vpnc-probe serve-fd                      socket-activated server (fd 3): answers
+//	                                         every connection with "netns:INODE"
 //
 // Exit status: 0 OPEN, 1 BLOCKED, 2 usage error. Each probe is bounded by
 // -timeout so a dropped packet cannot hang a test.
@@ -20,6 +22,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -37,6 +40,8 @@ func main() {
 		err = udpEcho(a[1], *timeout)
 	case len(a) == 2 && a[0] == "resolve":
 		err = resolve(a[1], *timeout)
+	case len(a) == 1 && a[0] == "serve-fd":
+		serveFD()
 	default:
 		fmt.Fprintln(os.Stderr, "usage: vpnc-probe [-timeout D] dns udp|tcp ADDR:PORT NAME | tcp ADDR:PORT | udp ADDR:PORT | resolve NAME")
 		os.Exit(2)
@@ -137,4 +142,24 @@ func resolve(name string, timeout time.Duration) error {
 	}
 	fmt.Println(addrs)
 	return nil
+}
+
+// serveFD serves the listening socket systemd passed as fd 3 and tells each
+// client which network namespace the serving process is in.
+func serveFD() {
+	l, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var st syscall.Stat_t
+	syscall.Stat("/proc/self/ns/net", &st)
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		fmt.Fprintf(conn, "netns:%d\n", st.Ino)
+		conn.Close()
+	}
 }
