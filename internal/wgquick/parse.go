@@ -27,8 +27,8 @@ var (
 	interfaceKeys = canonical("PrivateKey", "ListenPort", "FwMark", "Address", "DNS", "MTU",
 		"Table", "PreUp", "PostUp", "PreDown", "PostDown", "SaveConfig")
 	peerKeys = canonical("PublicKey", "PresharedKey", "Endpoint", "AllowedIPs", "PersistentKeepalive")
-	// listKeys may repeat; wg-quick-only hooks may repeat too (several
-	// PostUp lines are common), every other key must appear once.
+	// repeatable keys may appear several times: the list keys and the hooks
+	// (several PostUp lines are common). Every other key must appear once.
 	repeatable = canonical("Address", "DNS", "AllowedIPs", "PreUp", "PostUp", "PreDown", "PostDown")
 	// secretKeys name the values that must never reach a Problem message.
 	secretKeys = canonical("PrivateKey", "PresharedKey")

@@ -270,6 +270,7 @@ func TestParseStructure(t *testing.T) {
 		{"FwMark forms", iface + "FwMark = off\n" + peer, nil},
 		{"FwMark too big", iface + "FwMark = 0x100000000\n" + peer, []wantProblem{{3, "FwMark", "neither"}}},
 		{"FwMark upper-case X", iface + "FwMark = 0X10\n" + peer, []wantProblem{{3, "FwMark", "neither"}}},
+		{"private key pasted as public key", iface + "[Peer]\nPublicKey = " + testPriv + "\n", []wantProblem{{4, "PublicKey", "a secret key was pasted"}}},
 		{"peer key in [Interface]", iface + "Endpoint = 192.0.2.1:1\n" + peer, []wantProblem{{3, "Endpoint", "belongs in a [Peer] section"}}},
 	}
 	for _, tt := range tests {
@@ -313,6 +314,24 @@ func TestParseValues(t *testing.T) {
 	}
 	if k := got.Interface.PrivateKey.Value.Key(); k == [32]byte{} {
 		t.Errorf("Secret.Key() is zero for a valid key")
+	}
+}
+
+// TestParseWithholdsSecrets covers key material that lands in fields which
+// print as plain text.
+func TestParseWithholdsSecrets(t *testing.T) {
+	in := "[Interface]\nPrivateKey = " + testPriv + "\nPostUp = wg set %i private-key <(echo " + testPriv + ")\n" +
+		"[Peer]\nPublicKey = " + testPriv + "\nEndpoint = " + testPriv + ":1\n"
+	f, problems := Parse(strings.NewReader(in))
+	checkProblems(t, problems, []wantProblem{
+		{5, "PublicKey", "a secret key was pasted"},
+		{6, "Endpoint", "contains key material"},
+	})
+	if got := f.Interface.Unsupported[0].Value; got != "(hidden)" {
+		t.Errorf("PostUp value = %q, want (hidden)", got)
+	}
+	if f.Peers[0].PublicKey.IsSet() || f.Peers[0].Endpoint.IsSet() {
+		t.Errorf("secret kept in peer: %+v", f.Peers[0])
 	}
 }
 
