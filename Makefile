@@ -48,7 +48,7 @@ FORCE:
 # The README's test command. Unit tier (no root), then the root tier in a
 # throwaway sandbox (test/sandbox.sh: private net/mount/pid namespaces, tmpfs
 # /run), then the systemd end-to-end tier in a throwaway container.
-test: test-unit test-root test-e2e
+test: test-unit test-root test-e2e test-vm
 
 test-unit:
 	$(GO) vet ./...
@@ -59,6 +59,24 @@ test-root:
 
 test-e2e: build
 	@if [ -d test/e2e ]; then test/sandbox.sh $(GO) test -count=1 -v -timeout 20m ./test/e2e/; fi
+
+# Test tools (not installed): the traffic probe and the test VPN provider.
+TOOLS := $(B)/vpnc-probe $(B)/vpnc-testpeer
+$(B)/vpnc-probe: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $@ ./test/probe
+$(B)/vpnc-testpeer: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $@ ./test/testpeer
+$(B)/vpnc-demo: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $@ ./test/demo
+
+# Kernel WireGuard in a QEMU/TCG guest (the host has no WireGuard module).
+test-vm: build $(TOOLS)
+	test/vm/run.sh $(abspath $(B)) $(abspath $(B))
+
+# The README's main job: a real demonstration in a throwaway systemd
+# container; nothing on the host changes.
+demo: build $(TOOLS) $(B)/vpnc-demo
+	test/sandbox.sh $(B)/vpnc-demo -repo $(CURDIR) -build $(abspath $(B)) -tools $(abspath $(B))
 
 # Short fuzzing of the YAML → validated model path and the parsers.
 fuzz:
