@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -9,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -86,13 +86,11 @@ func decode(file string, src []byte) *decoded {
 		return d
 	}
 	walk(d, doc, reflect.TypeOf(fileSchema{}), "")
-	shapeOK := !d.diags.HasErrors()
-	// Unknown keys are already reported with a hint; decode the rest anyway
-	// so that validation reports every other problem of the file in the
-	// same run (the file stays invalid either way).
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	dec.KnownFields(shapeOK)
-	if err := dec.Decode(&d.schema); err != nil {
+	// Decode from the node tree (the text is parsed once). walk already
+	// reported unknown keys with a hint; decoding the rest anyway lets
+	// validation report every other problem of the file in the same run
+	// (the file stays invalid either way).
+	if err := doc.Decode(&d.schema); err != nil {
 		d.diags = append(d.diags, yamlErrorDiags(file, err)...)
 		d.fatal = true
 	}
@@ -187,8 +185,15 @@ func join(path, k string) string {
 	return path + "." + k
 }
 
+// fieldCache memoizes schemaFields: walk calls it for every mapping node.
+var fieldCache sync.Map // reflect.Type → map[string]reflect.Type
+
 func schemaFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
 	m := map[string]reflect.Type{}
+	defer fieldCache.Store(t, m)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]

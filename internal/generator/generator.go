@@ -11,8 +11,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
@@ -78,18 +81,31 @@ func Generate(o Options) (*Output, error) {
 		}
 		stems[name] = append(stems[name], filepath.Join(o.ConfigDir, e.Name()))
 	}
-	var results []*config.Result
+	type job struct {
+		path  string
+		dupOf []string
+	}
+	var jobs []job
 	for _, stem := range sortedKeys(stems) {
-		paths := stems[stem]
-		for _, p := range paths {
-			r := compileFile(p, env)
-			if len(paths) > 1 {
-				r.Plan = nil
-				r.Diags = append(r.Diags, config.Diag{File: p, Message: fmt.Sprintf("namespace %q is defined by more than one file: %s", stem, strings.Join(paths, ", "))})
+		for _, p := range stems[stem] {
+			j := job{path: p}
+			if len(stems[stem]) > 1 {
+				j.dupOf = stems[stem]
 			}
-			results = append(results, r)
+			jobs = append(jobs, j)
 		}
 	}
+	// Files compile independently; use every CPU (boot waits for us).
+	results := make([]*config.Result, len(jobs))
+	parallel(len(jobs), func(i int) {
+		j := jobs[i]
+		r := compileFile(j.path, env)
+		if j.dupOf != nil {
+			r.Plan = nil
+			r.Diags = append(r.Diags, config.Diag{File: j.path, Message: fmt.Sprintf("namespace %q is defined by more than one file: %s", r.Name, strings.Join(j.dupOf, ", "))})
+		}
+		results[i] = r
+	})
 	config.CompileAll(results)
 	out.Results = results
 
@@ -175,6 +191,9 @@ func emitNamespace(out *Output, n *plan.Namespace, managed map[string]bool, env 
 	if n.Autostart {
 		out.Links["multi-user.target.wants/"+units.Instance(units.NsTemplate, name)] = filepath.Join(unitDir, units.NsTemplate)
 	}
+	// Services with the same options share one rendered body: on boot the
+	// generator may render thousands of drop-ins.
+	bodies := map[string][]byte{}
 	for _, u := range n.Services {
 		var existing *unitfile.Unit
 		if env.Units != nil {
@@ -182,7 +201,13 @@ func emitNamespace(out *Output, n *plan.Namespace, managed map[string]bool, env 
 				existing = eu
 			}
 		}
-		out.Files[u.Name+".d/"+config.DropInName] = units.ServiceDropIn(n, u, existing)
+		key := units.BodyKey(u, existing)
+		body, ok := bodies[key]
+		if !ok {
+			body = units.ServiceBody(n, u, existing)
+			bodies[key] = body
+		}
+		out.Files[u.Name+".d/"+config.DropInName] = append(units.ServiceHeader(n, u), body...)
 	}
 	for _, u := range n.Sockets {
 		out.Files[u.Name+".d/"+config.DropInName] = units.SocketDropIn(n, u)
@@ -208,4 +233,27 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
+}
+
+// parallel runs f(0..n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, f func(int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -4,19 +4,47 @@
 package genout
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 )
 
 // Write writes files (relative path → content) and links (relative path →
-// target) below dir.
+// target) below dir, on several goroutines (a boot may need thousands of
+// drop-ins; the output dir is a tmpfs).
 func Write(dir string, files map[string][]byte, links map[string]string) error {
-	for _, rel := range sorted(files) {
-		if err := writeFile(filepath.Join(dir, rel), files[rel]); err != nil {
-			return err
+	paths := sorted(files)
+	dirs := map[string]bool{}
+	for _, rel := range paths {
+		dirs[filepath.Dir(filepath.Join(dir, rel))] = true
+	}
+	for _, rel := range sorted(links) {
+		dirs[filepath.Dir(filepath.Join(dir, rel))] = true
+	}
+	for _, d := range sorted(dirs) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create dir: %w", err)
 		}
+	}
+	errs := make([]error, len(paths))
+	workers := min(runtime.GOMAXPROCS(0), len(paths))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(paths); i += workers {
+				errs[i] = writeFile(filepath.Join(dir, paths[i]), files[paths[i]])
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	for _, rel := range sorted(links) {
 		if err := writeLink(filepath.Join(dir, rel), links[rel]); err != nil {
@@ -26,27 +54,22 @@ func Write(dir string, files map[string][]byte, links map[string]string) error {
 	return nil
 }
 
+// writeFile writes via a temporary file named after this process (unique
+// between overlapping generator runs, no random-name retries) and rename.
 func writeFile(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create dir: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".#%s.%d", filepath.Base(path), os.Getpid()))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return fmt.Errorf("create temp file: %w", err)
+		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("chmod %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("rename %s: %w", path, err)
 	}
 	return nil

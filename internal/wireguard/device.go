@@ -82,6 +82,8 @@ type Device struct {
 	endpoints []netip.AddrPort // parallel to n.WireGuard.Peers
 	pubs      []wgtypes.Key
 
+	stalled bool // last status saw no handshake for staleHandshake
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -106,14 +108,13 @@ func Create(ctx context.Context, n *plan.Namespace, target *netns.NetNS, log *jo
 // addresses, link up, routes — in that order, so the link never carries a
 // packet before it has its peers. On error everything created is removed.
 // target stays owned by the caller and must outlive the Device.
-func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.NetNS, log *journal.Logger, opts Options) (d *Device, err error) {
+func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.NetNS, log *journal.Logger, opts Options) (_ *Device, err error) {
 	start := time.Now()
 	wg := &n.WireGuard
-	d = &Device{n: n, log: log, opts: opts, target: target}
+	d := &Device{n: n, log: log, opts: opts, target: target}
 	defer func() {
 		if err != nil {
 			d.Close()
-			d = nil
 		}
 	}()
 	keys, err := LoadKeys(n, log)
@@ -153,6 +154,11 @@ func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.Net
 	}
 	err = d.configure(cfg)
 	clear(cfg.PrivateKey[:])
+	for _, p := range cfg.Peers {
+		if p.PresharedKey != nil {
+			clear(p.PresharedKey[:])
+		}
+	}
 	if err := d.step("configure", err); err != nil {
 		return nil, err
 	}
@@ -430,6 +436,7 @@ func (d *Device) Close() error {
 // Stats is a secret-free summary of the tunnel for STATUS= and tests.
 type Stats struct {
 	LastHandshake time.Time // latest over all peers, zero if none yet
+	ListenPort    int
 	RxBytes       int64
 	TxBytes       int64
 	Endpoints     []netip.AddrPort // as the device reports them
@@ -441,7 +448,7 @@ func (d *Device) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("read device %s: %w", d.n.WireGuard.Interface, err)
 	}
-	var s Stats
+	s := Stats{ListenPort: dev.ListenPort}
 	for _, p := range dev.Peers {
 		if p.LastHandshakeTime.After(s.LastHandshake) {
 			s.LastHandshake = p.LastHandshakeTime
