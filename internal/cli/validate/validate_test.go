@@ -1,0 +1,220 @@
+package validate
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vpn-confinement/vpn-confinement/internal/config"
+	"github.com/vpn-confinement/vpn-confinement/internal/gentest"
+)
+
+func unitPath(c *gentest.Case) []string {
+	if c.UnitDir != "" {
+		return []string{c.UnitDir}
+	}
+	return []string{}
+}
+
+// expectedDiags reads a case's DIAGNOSTICS (the generator's golden output).
+func expectedDiags(t *testing.T, c *gentest.Case) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Dir, "expected", "DIAGNOSTICS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// expectedValid says which namespaces the golden tree compiled: a plan
+// exists exactly for valid files.
+func expectedValid(t *testing.T, c *gentest.Case, ns string) bool {
+	_, err := os.Stat(filepath.Join(c.Dir, "expected", "vpn-confinement", ns+".json"))
+	return err == nil
+}
+
+func lines(r *Report, c *gentest.Case) []string {
+	var out []string
+	for _, f := range r.Files {
+		for _, d := range append(append(config.Diags{}, f.Errors...), f.Warnings...) {
+			out = append(out, c.Normalize(d.String()))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
+}
+
+// TestGeneratorCases: validating a case's directory gives the generator's
+// verdicts and exactly its diagnostic lines.
+func TestGeneratorCases(t *testing.T) {
+	for _, name := range gentest.Cases(t) {
+		t.Run(name, func(t *testing.T) {
+			c := gentest.Prepare(t, name)
+			rep, err := Run(Options{Targets: []string{c.ConfigDir}, UnitPath: unitPath(c), StateDir: c.StateDir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(sorted(expectedDiags(t, c)), lines(rep, c)); d != "" {
+				t.Errorf("diagnostics differ from the generator's (-want +got):\n%s", d)
+			}
+			for _, f := range rep.Files {
+				if want := expectedValid(t, c, f.Namespace); f.Valid != want {
+					t.Errorf("%s: valid=%v, generator says %v", f.File, f.Valid, want)
+				}
+				if f.Valid != (len(f.Errors) == 0) {
+					t.Errorf("%s: valid=%v with %d errors", f.File, f.Valid, len(f.Errors))
+				}
+			}
+			// The default target (no arguments) is the config dir.
+			rep2, err := Run(Options{ConfigDir: c.ConfigDir, UnitPath: unitPath(c), StateDir: c.StateDir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(lines(rep, c), lines(rep2, c)); d != "" {
+				t.Errorf("no-argument run differs (-dir +default):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestSingleFiles: a single file is compiled with its siblings (so the
+// cross-file conflicts of 14-conflicts still show) but only its own
+// results are reported; together the files give the directory's lines.
+func TestSingleFiles(t *testing.T) {
+	for _, name := range gentest.Cases(t) {
+		t.Run(name, func(t *testing.T) {
+			c := gentest.Prepare(t, name)
+			entries, _ := os.ReadDir(c.ConfigDir)
+			var all []string
+			for _, e := range entries {
+				if _, ok := config.NameFromPath(e.Name()); !ok || e.IsDir() {
+					continue
+				}
+				p := filepath.Join(c.ConfigDir, e.Name())
+				rep, err := Run(Options{Targets: []string{p}, UnitPath: unitPath(c), StateDir: c.StateDir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rep.Files) != 1 || rep.Files[0].File != p {
+					t.Fatalf("validate %s reported %d files", p, len(rep.Files))
+				}
+				if want := expectedValid(t, c, rep.Files[0].Namespace); rep.Files[0].Valid != want {
+					t.Errorf("%s: valid=%v, generator says %v", e.Name(), rep.Files[0].Valid, want)
+				}
+				all = append(all, lines(rep, c)...)
+			}
+			if d := cmp.Diff(sorted(expectedDiags(t, c)), sorted(all)); d != "" {
+				t.Errorf("per-file diagnostics differ from the generator's (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestCrossFileRuleWithSingleFile(t *testing.T) {
+	c := gentest.Prepare(t, "14-conflicts")
+	rep, err := Run(Options{Targets: []string{filepath.Join(c.ConfigDir, "one.yaml")}, UnitPath: unitPath(c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Files[0].Valid || !strings.Contains(rep.Files[0].Errors[0].Message, "is also listed by") {
+		t.Fatalf("one.yaml alone must still see the conflict with two.yaml: %+v", rep.Files[0])
+	}
+}
+
+func TestTextAndJSON(t *testing.T) {
+	c := gentest.Prepare(t, "11-invalid")
+	rep, err := Run(Options{Targets: []string{c.ConfigDir}, UnitPath: unitPath(c), StateDir: c.StateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	rep.WriteText(&b, false)
+	text := c.Normalize(b.String())
+	// Errors come before warnings, each in the generator's format.
+	iErr := strings.Index(text, "broken.yaml:3:3: dns.mode: highAssurance")
+	iWarn := strings.Index(text, "broken.yaml:27:5: warning: sockets[0].unit")
+	if iErr < 0 || iWarn < 0 || iErr > iWarn {
+		t.Errorf("want errors then warnings in generator format:\n%s", text)
+	}
+	for _, want := range []string{
+		"INVALID: /etc/vpn-confinement.d/broken.yaml (18 errors, 1 warning): namespace broken is not built; blocked until fixed: ",
+		"valid:   /etc/vpn-confinement.d/good.yaml: namespace good, 1 service, 0 sockets (0 errors, 0 warnings)",
+		"2 files: 1 valid, 1 invalid",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in:\n%s", want, text)
+		}
+	}
+	b.Reset()
+	if err := rep.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Files []struct {
+			File      string
+			Namespace string
+			Valid     *bool
+			Errors    []map[string]any
+			Warnings  []map[string]any
+		}
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Files) != 2 || doc.Files[0].Namespace != "broken" || *doc.Files[0].Valid || !*doc.Files[1].Valid {
+		t.Fatalf("unexpected JSON: %s", b.String())
+	}
+	e := doc.Files[0].Errors[0]
+	for _, k := range []string{"file", "line", "column", "key", "message"} {
+		if _, ok := e[k]; !ok {
+			t.Errorf("diagnostic JSON lacks %q: %v", k, e)
+		}
+	}
+	if doc.Files[1].Errors == nil || doc.Files[1].Warnings == nil {
+		t.Errorf("empty lists must be [] not null: %s", b.String())
+	}
+}
+
+func TestTargetErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"notes.txt", ".hidden.yaml"} {
+		os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644)
+	}
+	for _, tc := range []struct{ arg, want string }{
+		{"notes.txt", "is not a namespace file"},
+		{".hidden.yaml", "hidden file"},
+		{"missing.yaml", "no such file"},
+	} {
+		_, err := Run(Options{Targets: []string{filepath.Join(dir, tc.arg)}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.arg, err, tc.want)
+		}
+	}
+	// A missing default config dir means nothing is confined: not an error.
+	rep, err := Run(Options{ConfigDir: filepath.Join(dir, "none")})
+	if err != nil || len(rep.Files) != 0 {
+		t.Fatalf("missing config dir: %v %+v", err, rep)
+	}
+	var b bytes.Buffer
+	rep.WriteText(&b, false)
+	if !strings.Contains(b.String(), "nothing is confined") {
+		t.Errorf("got %q", b.String())
+	}
+}

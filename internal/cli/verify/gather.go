@@ -1,0 +1,63 @@
+//go:build linux
+
+package verify
+
+import (
+	"fmt"
+
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
+	"github.com/vpn-confinement/vpn-confinement/internal/netns"
+)
+
+// Gather collects the facts about unit on the running system. Its error
+// means verification is impossible (systemd unreachable); everything else
+// is reported by the checks.
+func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
+	f := Facts{Unit: unit}
+	plans, err := p.LoadPlans()
+	if err != nil {
+		return f, err
+	}
+	n, ok := paths.FindUnit(plans, unit)
+	if !ok {
+		return f, nil
+	}
+	f.Plan = n
+	props, err := m.Show([]string{unit}, ShowProps...)
+	if err != nil {
+		return f, err
+	}
+	f.Props = props[0]
+	main := f.Props.Int("MainPID")
+	if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
+		f.PIDs = mainFirst(main, pids)
+	} else if main > 0 {
+		f.PIDs = []int{main}
+		f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+	}
+	ns, err := netns.Open(p.Netns(n.Name))
+	if err != nil {
+		f.FirewallErr, f.LinksErr = err, err
+		return f, nil
+	}
+	defer ns.Close()
+	f.Firewall, f.FirewallErr = kstate.ReadFirewall(ns, FirewallTable)
+	f.Links, f.LinksErr = kstate.Links(ns)
+	return f, nil
+}
+
+func mainFirst(main int, pids []int) []int {
+	out := []int{}
+	if main > 0 {
+		out = append(out, main)
+	}
+	for _, p := range pids {
+		if p != main {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,442 @@
+// Package verify implements `vpn-confinement verify UNIT`: an attestation,
+// from outside, that a running confined unit is confined as compiled. It
+// looks at what the kernel says about the unit's processes (namespace
+// inode, capability sets), at the files they actually see (through
+// /proc/PID/root, resolving symlinks inside their root) and at the
+// namespace they live in, and compares each with the plan.
+//
+// Checks is pure over Facts and file trees, so tests run it against fake
+// /proc and /run trees; Gather collects the facts on a real system.
+package verify
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/check"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
+	"github.com/vpn-confinement/vpn-confinement/internal/config"
+	"github.com/vpn-confinement/vpn-confinement/internal/firewall"
+	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/resolvconf"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
+)
+
+// FirewallTable is the kill-switch table inside every namespace.
+const FirewallTable = firewall.TableName
+
+// Facts is everything the checks look at besides files.
+type Facts struct {
+	Unit string
+	// Plan is the compiled namespace that lists Unit (nil: none does).
+	Plan *plan.Namespace
+	// Props are the unit's properties from systemd (see ShowProps).
+	Props systemd.Props
+	// PIDs are the unit's processes, main PID first; PIDsNote says how
+	// they were found when not from the whole control group.
+	PIDs     []int
+	PIDsNote string
+	// Kernel state of the unit's namespace.
+	Firewall    *kstate.Firewall
+	FirewallErr error
+	Links       []kstate.Link
+	LinksErr    error
+}
+
+// ShowProps are the unit properties Gather asks systemd for.
+var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths"}
+
+// Report is the JSON form of a verification.
+type Report struct {
+	Unit      string     `json:"unit"`
+	Namespace string     `json:"namespace"`
+	OK        bool       `json:"ok"`
+	Checks    check.List `json:"checks"`
+}
+
+// NewReport wraps checks for output.
+func NewReport(f Facts, l check.List) Report {
+	r := Report{Unit: f.Unit, OK: !l.Failed(), Checks: l}
+	if f.Plan != nil {
+		r.Namespace = f.Plan.Name
+	}
+	return r
+}
+
+// Checks runs every check. Files are read below p (Proc, RuntimeDir,
+// NetnsDir, Root).
+func Checks(p paths.Paths, f Facts) check.List {
+	var l check.List
+	n := f.Plan
+	if n == nil {
+		l.Add("plan", check.Fail, "%s is not listed by any compiled namespace plan in %s (see vpn-confinement status)", f.Unit, p.PlanDir())
+		return l
+	}
+	l.Add("plan", check.Pass, "listed by %s (namespace %s)", n.Source, n.Name)
+	pin := p.Netns(n.Name)
+	checkDropIn(&l, p, f, pin)
+	checkFirewall(&l, f, pin)
+	checkLinks(&l, f, n)
+	if strings.HasSuffix(f.Unit, ".socket") {
+		l.Add("running", check.Skip, "a socket unit has no processes: systemd creates its sockets in %s; verify the service it activates", pin)
+		return l
+	}
+	state := f.Props["ActiveState"] + "/" + f.Props["SubState"]
+	if f.Props["ActiveState"] != "active" || len(f.PIDs) == 0 {
+		l.Add("running", check.Fail, "%s is not running (%s): nothing to attest; start it first", f.Unit, state)
+		return l
+	}
+	note := ""
+	if f.PIDsNote != "" {
+		note = " (" + f.PIDsNote + ")"
+	}
+	l.Add("running", check.Pass, "%s, %s, main PID %d%s", state, plural(len(f.PIDs), "process", "processes"), f.PIDs[0], note)
+	checkNamespace(&l, p, f, pin)
+	root := p.ProcRoot(f.PIDs[0], "")
+	checkDNS(&l, p, n, root)
+	checkHidden(&l, p, "resolver-ipc", resolverIPC(n), root, "reachable")
+	checkHidden(&l, p, "keys", secretPaths(n), root, "visible")
+	checkCaps(&l, p, f)
+	return l
+}
+
+func checkDropIn(l *check.List, p paths.Paths, f Facts, pin string) {
+	if f.Props["LoadState"] == "not-found" {
+		l.Add("drop-in", check.Fail, "systemd knows no unit %s", f.Unit)
+		return
+	}
+	dropins := strings.Fields(f.Props["DropInPaths"])
+	ours, after := false, []string{}
+	for _, d := range dropins {
+		if filepath.Base(d) == config.DropInName && filepath.Base(filepath.Dir(d)) == f.Unit+".d" {
+			ours = true
+			continue
+		}
+		if ours && filepath.Base(d) > config.DropInName {
+			after = append(after, d)
+		}
+	}
+	nnp := f.Props["NetworkNamespacePath"]
+	switch {
+	case !ours:
+		l.Add("drop-in", check.Fail, "systemd has not loaded %s.d/%s: run systemctl daemon-reload (and restart %s)", f.Unit, config.DropInName, f.Unit)
+	case nnp != pin:
+		l.Add("drop-in", check.Fail, "effective NetworkNamespacePath=%q, not %s: a later drop-in overrides it (%s)", nnp, pin, strings.Join(after, " "))
+	default:
+		l.Add("drop-in", check.Pass, "%s loaded, NetworkNamespacePath=%s", config.DropInName, pin)
+	}
+}
+
+func checkFirewall(l *check.List, f Facts, pin string) {
+	switch {
+	case f.FirewallErr != nil:
+		l.Add("firewall", check.Fail, "cannot read the firewall of %s: %v", pin, f.FirewallErr)
+		return
+	case f.Firewall == nil:
+		l.Add("firewall", check.Fail, "no table inet %s in %s: the namespace has no kill switch", FirewallTable, pin)
+		return
+	}
+	fw := f.Firewall
+	policy := map[string]string{}
+	for _, c := range fw.Chains {
+		if c.Hook != "" && policy[c.Hook] != "drop" {
+			policy[c.Hook] = c.Policy
+		}
+	}
+	var open []string
+	for _, h := range []string{"input", "forward", "output"} {
+		if policy[h] != "drop" {
+			open = append(open, h)
+		}
+	}
+	if len(open) > 0 {
+		l.Add("firewall", check.Fail, "table inet %s has no policy-drop chain for %s: traffic there is not fail-closed", FirewallTable, strings.Join(open, ", "))
+		return
+	}
+	l.Add("firewall", check.Pass, "table inet %s: %d rules, input/forward/output policy drop, %d packets dropped", FirewallTable, fw.Rules, fw.DropPackets)
+}
+
+func checkLinks(l *check.List, f Facts, n *plan.Namespace) {
+	if f.LinksErr != nil {
+		l.Add("interfaces", check.Fail, "cannot list the interfaces of the namespace: %v", f.LinksErr)
+		return
+	}
+	allowed := map[string]bool{"lo": true, n.WireGuard.Interface: true}
+	if n.HostLink != nil {
+		allowed[n.HostLink.NsIf] = true
+	}
+	var extra, names []string
+	tunnel := false
+	for _, lk := range f.Links {
+		names = append(names, lk.Name)
+		if !allowed[lk.Name] {
+			extra = append(extra, fmt.Sprintf("%s (%s)", lk.Name, lk.Kind))
+		}
+		tunnel = tunnel || lk.Name == n.WireGuard.Interface
+	}
+	switch {
+	case len(extra) > 0:
+		l.Add("interfaces", check.Fail, "unexpected interface in the namespace: %s (only lo, %s and the host link belong there)", strings.Join(extra, ", "), n.WireGuard.Interface)
+	case !tunnel:
+		l.Add("interfaces", check.Fail, "the tunnel interface %s is missing (is vpn-wg@%s running?)", n.WireGuard.Interface, n.Name)
+	default:
+		l.Add("interfaces", check.Pass, "%s", strings.Join(names, ", "))
+	}
+}
+
+func checkNamespace(l *check.List, p paths.Paths, f Facts, pin string) {
+	want, err := procfs.Stat(pin)
+	if err != nil {
+		l.Add("namespace", check.Fail, "%s: %v", pin, err)
+		return
+	}
+	var wrong []string
+	seen := 0
+	for _, pid := range f.PIDs {
+		got, err := procfs.NetnsOf(p.Proc, pid)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // exited meanwhile
+		}
+		if err != nil {
+			wrong = append(wrong, fmt.Sprintf("PID %d: %v", pid, err))
+			continue
+		}
+		seen++
+		if got != want {
+			wrong = append(wrong, fmt.Sprintf("PID %d%s is in %s", pid, procName(p, pid), got))
+		}
+	}
+	switch {
+	case len(wrong) > 0:
+		l.Add("namespace", check.Fail, "not in %s (%s): %s", pin, want, strings.Join(wrong, "; "))
+	case seen == 0:
+		l.Add("namespace", check.Fail, "the processes exited during the check")
+	default:
+		l.Add("namespace", check.Pass, "%s in %s (%s)", plural(seen, "process", "all processes"), pin, want)
+	}
+}
+
+func procName(p paths.Paths, pid int) string {
+	if s, err := procfs.ReadStatus(p.Proc, pid); err == nil && s.Name != "" {
+		return " (" + s.Name + ")"
+	}
+	return ""
+}
+
+func checkDNS(l *check.List, p paths.Paths, n *plan.Namespace, root string) {
+	if n.DNS.Mode != plan.DNSStrict {
+		for _, f := range []string{"resolv.conf", "nsswitch.conf"} {
+			l.Add(f, check.Skip, "dns.mode %s: the service uses the host's resolver configuration", n.DNS.Mode)
+		}
+		return
+	}
+	// What the namespace helper generates from this plan (internal/resolvconf)
+	// is the reference; the runtime copy only explains a mismatch.
+	for _, f := range []struct {
+		name string
+		want []byte
+	}{{"resolv.conf", resolvconf.ResolvConf(n.DNS)}, {"nsswitch.conf", resolvconf.NSSwitch()}} {
+		runtime := filepath.Join(p.Runtime(n.Name), f.name)
+		got, err := procfs.ReadInRoot(root, "/etc/"+f.name, 1<<20)
+		if err != nil {
+			l.Add(f.name, check.Fail, "cannot read the service's /etc/%s: %v", f.name, err)
+			continue
+		}
+		if !bytes.Equal(got, f.want) {
+			rt, rerr := os.ReadFile(runtime)
+			switch {
+			case rerr != nil:
+				l.Add(f.name, check.Fail, "the service's /etc/%s is not the generated file, and %s is missing", f.name, runtime)
+			case bytes.Equal(got, rt):
+				l.Add(f.name, check.Fail, "the service reads %s, which differs from what the current plan generates: restart vpn-ns@%s and the service", runtime, n.Name)
+			default:
+				l.Add(f.name, check.Fail, "the service's /etc/%s differs from the generated %s", f.name, runtime)
+			}
+			continue
+		}
+		if f.name == "nsswitch.conf" {
+			l.Add(f.name, check.Pass, "the service reads the generated file (hosts: files myhostname dns)")
+			continue
+		}
+		l.Add(f.name, check.Pass, "the service reads the generated file: nameserver %s", strings.Join(nameservers(got), ", "))
+	}
+}
+
+func nameservers(b []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			out = append(out, f[1])
+		}
+	}
+	return out
+}
+
+// resolverIPC lists the host resolver endpoints strict DNS hides. The
+// resolved directory is hidden by a tmpfs whatever allowHostResolverIPC
+// says; nscd and the system bus only without it.
+func resolverIPC(n *plan.Namespace) []string {
+	if n.DNS.Mode != plan.DNSStrict {
+		return nil
+	}
+	out := []string{"/run/systemd/resolve/io.systemd.Resolve"}
+	if !n.DNS.AllowHostResolverIPC {
+		out = append(out, "/run/nscd/socket", "/run/dbus/system_bus_socket", "/run/avahi-daemon/socket")
+	}
+	return out
+}
+
+// secretPaths lists what the service must not see: the config directory,
+// key files, wg-quick files and the tunnel's credential store (the same
+// list the drop-in hides).
+func secretPaths(n *plan.Namespace) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" && !contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	add(filepath.Dir(n.Source))
+	wg := n.WireGuard
+	add(wg.PrivateKey.File)
+	add(wg.PrivateKey.WgQuickFile)
+	for _, pr := range wg.Peers {
+		if pr.PresharedKey != nil {
+			add(pr.PresharedKey.File)
+		}
+	}
+	add("/run/credentials/" + units.Instance(units.WgTemplate, n.Name))
+	return out
+}
+
+// checkHidden passes when none of the host's objects at list is
+// reachable from inside root: absent there, or replaced by another object
+// (systemd's InaccessiblePaths= mounts an empty mode-000 node over it).
+func checkHidden(l *check.List, p paths.Paths, name string, list []string, root, verb string) {
+	if list == nil {
+		l.Add(name, check.Skip, "dns.mode compat: the host resolver is deliberately reachable")
+		return
+	}
+	// A missing or unreadable root would make every path look absent.
+	rf, err := os.Open(root)
+	if err != nil {
+		l.Add(name, check.Fail, "cannot look into the service's root: %v", err)
+		return
+	}
+	rf.Close()
+	var exposed, hidden, unknown []string
+	for _, path := range list {
+		host, err := procfs.Stat(p.Host(path))
+		if err != nil {
+			continue // nothing on the host to hide
+		}
+		in, _, err := procfs.StatInRoot(root, path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			hidden = append(hidden, path)
+		case err != nil:
+			// Never count "could not look" as hidden.
+			unknown = append(unknown, fmt.Sprintf("%s (%v)", path, err))
+		case in == host:
+			exposed = append(exposed, path)
+		default:
+			hidden = append(hidden, path)
+		}
+	}
+	sort.Strings(exposed)
+	switch {
+	case len(exposed) > 0:
+		l.Add(name, check.Fail, "%s to the service: %s", verb, strings.Join(exposed, ", "))
+	case len(unknown) > 0:
+		l.Add(name, check.Fail, "cannot check %s", strings.Join(unknown, ", "))
+	case len(hidden) == 0:
+		l.Add(name, check.Pass, "none of %s exists on the host", strings.Join(list, ", "))
+	default:
+		l.Add(name, check.Pass, "hidden from the service: %s", strings.Join(hidden, ", "))
+	}
+}
+
+func checkCaps(l *check.List, p paths.Paths, f Facts) {
+	var capBad, nnpBad []string
+	var bnd uint64
+	seen := 0
+	for _, pid := range f.PIDs {
+		s, err := procfs.ReadStatus(p.Proc, pid)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			capBad = append(capBad, fmt.Sprintf("PID %d: %v", pid, err))
+			continue
+		}
+		if seen == 0 {
+			bnd = s.CapBnd
+		}
+		seen++
+		var caps []string
+		for _, c := range []int{procfs.CapNetAdmin, procfs.CapSysAdmin} {
+			var in []string
+			for _, set := range []struct {
+				name string
+				v    uint64
+			}{{"bounding", s.CapBnd}, {"effective", s.CapEff}, {"permitted", s.CapPrm}, {"ambient", s.CapAmb}} {
+				if procfs.Has(set.v, c) {
+					in = append(in, set.name)
+				}
+			}
+			if len(in) > 0 {
+				caps = append(caps, fmt.Sprintf("%s (%s)", procfs.CapName(c), strings.Join(in, ", ")))
+			}
+		}
+		if len(caps) > 0 {
+			capBad = append(capBad, fmt.Sprintf("PID %d (%s): %s", pid, s.Name, strings.Join(caps, ", ")))
+		}
+		if !s.NoNewPrivs {
+			nnpBad = append(nnpBad, fmt.Sprintf("PID %d (%s)", pid, s.Name))
+		}
+	}
+	if seen == 0 && len(capBad) == 0 {
+		l.Add("capabilities", check.Fail, "the processes exited during the check")
+		return
+	}
+	if len(capBad) > 0 {
+		l.Add("capabilities", check.Fail, "can gain what undoes confinement: %s", strings.Join(capBad, "; "))
+	} else {
+		l.Add("capabilities", check.Pass, "no CAP_NET_ADMIN or CAP_SYS_ADMIN in any set (CapBnd=%016x)", bnd)
+	}
+	if len(nnpBad) > 0 {
+		l.Add("no-new-privs", check.Fail, "not set for %s (a later drop-in sets NoNewPrivileges=no?)", strings.Join(nnpBad, ", "))
+	} else {
+		l.Add("no-new-privs", check.Pass, "set for %s", plural(seen, "process", "all processes"))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	if strings.HasPrefix(many, "all ") {
+		return fmt.Sprintf("all %d %s", n, strings.TrimPrefix(many, "all "))
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

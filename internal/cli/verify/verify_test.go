@@ -1,0 +1,270 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/check"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
+	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/resolvconf"
+)
+
+const (
+	genResolv = "nameserver 10.64.0.1\noptions edns0\n"
+	statusOK  = "Name:\tqbittorrent-nox\nUid:\t61234\t61234\t61234\t61234\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n"
+)
+
+// world is a fake host: its / (Root), /proc with a confined service's
+// processes 100 and 101, /run/netns, the runtime dir, and the service's
+// own root (what /proc/PID/root shows).
+type world struct {
+	t     *testing.T
+	dir   string
+	p     paths.Paths
+	facts Facts
+	svc   string // the service's root
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newWorld(t *testing.T) *world {
+	dir := t.TempDir()
+	w := &world{t: t, dir: dir, svc: filepath.Join(dir, "svcroot")}
+	w.p = paths.Paths{
+		ConfigDir: "/etc/vpn-confinement.d", GeneratorDir: filepath.Join(dir, "gen"),
+		NetnsDir: filepath.Join(dir, "run", "netns"), RuntimeDir: filepath.Join(dir, "run", "vpn-confinement"),
+		Proc: filepath.Join(dir, "proc"), Sys: filepath.Join(dir, "sys"), Root: filepath.Join(dir, "host"),
+	}
+	pin := w.p.Netns("media")
+	write(t, pin, "")
+	write(t, filepath.Join(w.p.Runtime("media"), "resolv.conf"), genResolv)
+	write(t, filepath.Join(w.p.Runtime("media"), "nsswitch.conf"), string(resolvconf.NSSwitch()))
+	// The host: config dir with a key, the resolver sockets.
+	for _, f := range []string{"etc/vpn-confinement.d/media.yaml", "etc/vpn-confinement.d/keys/media.key",
+		"run/nscd/socket", "run/dbus/system_bus_socket", "run/systemd/resolve/io.systemd.Resolve"} {
+		write(t, filepath.Join(w.p.Root, f), "host")
+	}
+	// The service: /etc/resolv.conf an absolute symlink into resolved's
+	// dir (a tmpfs there holding only the bind-mounted file),
+	// nsswitch.conf bound, an inaccessible node over the bus socket.
+	write(t, filepath.Join(w.svc, "run/systemd/resolve/stub-resolv.conf"), genResolv)
+	os.MkdirAll(filepath.Join(w.svc, "etc"), 0o755)
+	os.Symlink("/run/systemd/resolve/stub-resolv.conf", filepath.Join(w.svc, "etc/resolv.conf"))
+	write(t, filepath.Join(w.svc, "etc/nsswitch.conf"), string(resolvconf.NSSwitch()))
+	write(t, filepath.Join(w.svc, "run/dbus/system_bus_socket"), "")
+	os.Chmod(filepath.Join(w.svc, "run/dbus/system_bus_socket"), 0)
+	for _, pid := range []string{"100", "101"} {
+		d := filepath.Join(w.p.Proc, pid)
+		os.MkdirAll(filepath.Join(d, "ns"), 0o755)
+		if err := os.Link(pin, filepath.Join(d, "ns", "net")); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(d, "status"), statusOK)
+		os.Symlink(w.svc, filepath.Join(d, "root"))
+	}
+	n := &plan.Namespace{
+		Version: plan.Version, Name: "media", Source: "/etc/vpn-confinement.d/media.yaml",
+		DNS:       plan.DNS{Mode: plan.DNSStrict, Servers: []netip.Addr{netip.MustParseAddr("10.64.0.1")}},
+		WireGuard: plan.WireGuard{Interface: "wg0", PrivateKey: plan.KeySource{File: "/etc/vpn-confinement.d/keys/media.key"}},
+		HostLink:  &plan.HostLink{NsIf: "vn-0123456789ab"},
+		Services:  []plan.Unit{{Name: "qbittorrent.service"}},
+	}
+	w.facts = Facts{
+		Unit: "qbittorrent.service", Plan: n,
+		Props: systemd.Props{"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "MainPID": "100",
+			"NetworkNamespacePath": pin,
+			"DropInPaths":          "/run/systemd/generator/qbittorrent.service.d/50-vpn-confinement.conf /etc/systemd/system/qbittorrent.service.d/10-local.conf"},
+		PIDs: []int{100, 101},
+		Firewall: &kstate.Firewall{Rules: 20, DropPackets: 3, Chains: []kstate.Chain{
+			{Name: "input", Hook: "input", Policy: "drop"}, {Name: "forward", Hook: "forward", Policy: "drop"},
+			{Name: "output", Hook: "output", Policy: "drop"}, {Name: "allow", Rules: 4}}},
+		Links: []kstate.Link{{Name: "lo", Kind: "loopback"}, {Name: "vn-0123456789ab", Kind: "veth"}, {Name: "wg0", Kind: "wireguard"}},
+	}
+	return w
+}
+
+func results(l check.List) map[string]check.Result {
+	m := map[string]check.Result{}
+	for _, c := range l {
+		m[c.Name] = c.Result
+	}
+	return m
+}
+
+func TestAllPass(t *testing.T) {
+	w := newWorld(t)
+	l := Checks(w.p, w.facts)
+	var b bytes.Buffer
+	l.WriteText(&b)
+	if l.Failed() || l.Count(check.Skip) != 0 {
+		t.Fatalf("want all PASS:\n%s", b.String())
+	}
+	want := []string{"plan", "drop-in", "firewall", "interfaces", "running", "namespace", "resolv.conf", "nsswitch.conf", "resolver-ipc", "keys", "capabilities", "no-new-privs"}
+	if len(l) != len(want) {
+		t.Fatalf("got %d checks:\n%s", len(l), b.String())
+	}
+	for i, name := range want {
+		if l[i].Name != name {
+			t.Errorf("check %d is %s, want %s", i, l[i].Name, name)
+		}
+	}
+	for _, s := range []string{
+		"PASS  namespace      all 2 processes in " + w.p.Netns("media"),
+		"the service reads the generated file: nameserver 10.64.0.1",
+		"hidden from the service: /run/systemd/resolve/io.systemd.Resolve, /run/nscd/socket, /run/dbus/system_bus_socket",
+		"hidden from the service: /etc/vpn-confinement.d, /etc/vpn-confinement.d/keys/media.key",
+		"CapBnd=0000000000000000",
+	} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("output lacks %q:\n%s", s, b.String())
+		}
+	}
+	var jb bytes.Buffer
+	check.WriteJSON(&jb, NewReport(w.facts, l))
+	var r struct {
+		Unit, Namespace string
+		OK              bool
+		Checks          []map[string]string
+	}
+	if err := json.Unmarshal(jb.Bytes(), &r); err != nil || !r.OK || r.Namespace != "media" || r.Checks[0]["result"] != "PASS" {
+		t.Errorf("JSON: %s %v", jb.String(), err)
+	}
+}
+
+// TestDrift: each kind of drift fails exactly its check.
+func TestDrift(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(w *world)
+		fail   string
+		detail string
+	}{
+		{"process outside the namespace", func(w *world) {
+			p := filepath.Join(w.p.Proc, "101", "ns", "net")
+			os.Remove(p)
+			write(w.t, p, "")
+		}, "namespace", "PID 101 (qbittorrent-nox) is in net:["},
+		{"pin missing", func(w *world) { os.Remove(w.p.Netns("media")) }, "namespace", "no such file"},
+		{"resolv.conf not the generated one", func(w *world) {
+			write(w.t, filepath.Join(w.svc, "run/systemd/resolve/stub-resolv.conf"), "nameserver 127.0.0.53\n")
+		}, "resolv.conf", "differs from the generated"},
+		{"plan changed, namespace not restarted", func(w *world) {
+			other := "nameserver 9.9.9.9\noptions edns0\n"
+			write(w.t, filepath.Join(w.p.Runtime("media"), "resolv.conf"), other)
+			write(w.t, filepath.Join(w.svc, "run/systemd/resolve/stub-resolv.conf"), other)
+		}, "resolv.conf", "differs from what the current plan generates: restart vpn-ns@media"},
+		{"generated file missing", func(w *world) {
+			os.Remove(filepath.Join(w.p.Runtime("media"), "nsswitch.conf"))
+			write(w.t, filepath.Join(w.svc, "etc/nsswitch.conf"), "hosts: files dns\n")
+		}, "nsswitch.conf", "missing"},
+		{"nsswitch.conf of the host", func(w *world) {
+			write(w.t, filepath.Join(w.svc, "etc/nsswitch.conf"), "hosts: files resolve dns\n")
+		}, "nsswitch.conf", "differs"},
+		{"nscd reachable", func(w *world) {
+			os.MkdirAll(filepath.Join(w.svc, "run/nscd"), 0o755)
+			os.Link(filepath.Join(w.p.Root, "run/nscd/socket"), filepath.Join(w.svc, "run/nscd/socket"))
+		}, "resolver-ipc", "reachable to the service: /run/nscd/socket"},
+		{"key visible", func(w *world) {
+			os.MkdirAll(filepath.Join(w.svc, "etc/vpn-confinement.d/keys"), 0o755)
+			os.Link(filepath.Join(w.p.Root, "etc/vpn-confinement.d/keys/media.key"), filepath.Join(w.svc, "etc/vpn-confinement.d/keys/media.key"))
+		}, "keys", "visible to the service: /etc/vpn-confinement.d/keys/media.key"},
+		{"CAP_NET_ADMIN in the bounding set", func(w *world) {
+			write(w.t, filepath.Join(w.p.Proc, "101", "status"), strings.Replace(statusOK, "CapBnd:\t0000000000000000", "CapBnd:\t0000000000001000", 1))
+		}, "capabilities", "PID 101 (qbittorrent-nox): CAP_NET_ADMIN (bounding)"},
+		{"CAP_SYS_ADMIN ambient", func(w *world) {
+			write(w.t, filepath.Join(w.p.Proc, "100", "status"), strings.Replace(statusOK, "CapAmb:\t0000000000000000", "CapAmb:\t0000000000200000", 1))
+		}, "capabilities", "PID 100 (qbittorrent-nox): CAP_SYS_ADMIN (ambient)"},
+		{"no_new_privs off", func(w *world) {
+			write(w.t, filepath.Join(w.p.Proc, "100", "status"), strings.Replace(statusOK, "NoNewPrivs:\t1", "NoNewPrivs:\t0", 1))
+		}, "no-new-privs", "PID 100"},
+		{"service root unreadable", func(w *world) {
+			os.Remove(filepath.Join(w.p.Proc, "100", "root"))
+			os.Symlink("/nonexistent-root", filepath.Join(w.p.Proc, "100", "root"))
+		}, "", "cannot look into the service's root"},
+		{"drop-in not loaded", func(w *world) { w.facts.Props["DropInPaths"] = "" }, "drop-in", "daemon-reload"},
+		{"namespace path overridden", func(w *world) {
+			w.facts.Props["NetworkNamespacePath"] = "/run/netns/other"
+			w.facts.Props["DropInPaths"] += " /etc/systemd/system/qbittorrent.service.d/90-mine.conf"
+		}, "drop-in", "90-mine.conf"},
+		{"no firewall", func(w *world) { w.facts.Firewall = nil }, "firewall", "no kill switch"},
+		{"output accepts", func(w *world) { w.facts.Firewall.Chains[2].Policy = "accept" }, "firewall", "no policy-drop chain for output"},
+		{"leak interface", func(w *world) {
+			w.facts.Links = append(w.facts.Links, kstate.Link{Name: "eth1", Kind: "veth"})
+		}, "interfaces", "unexpected interface in the namespace: eth1 (veth)"},
+		{"tunnel missing", func(w *world) { w.facts.Links = w.facts.Links[:2] }, "interfaces", "wg0 is missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			tc.mutate(w)
+			l := Checks(w.p, w.facts)
+			var b bytes.Buffer
+			l.WriteText(&b)
+			for _, c := range l {
+				if c.Result == check.Fail && c.Name != tc.fail && tc.fail != "" {
+					t.Errorf("unexpected FAIL:\n%s", b.String())
+				}
+				if c.Result == check.Pass && tc.fail == "" && (c.Name == "keys" || c.Name == "resolver-ipc") {
+					t.Errorf("%s passed without looking:\n%s", c.Name, b.String())
+				}
+			}
+			r := results(l)
+			if (tc.fail != "" && r[tc.fail] != check.Fail) || !strings.Contains(b.String(), tc.detail) {
+				t.Errorf("want %s to FAIL with %q:\n%s", tc.fail, tc.detail, b.String())
+			}
+		})
+	}
+}
+
+func TestNotApplicable(t *testing.T) {
+	w := newWorld(t)
+	w.facts.Plan.DNS.Mode = plan.DNSCompat
+	r := results(Checks(w.p, w.facts))
+	if r["resolv.conf"] != check.Skip || r["nsswitch.conf"] != check.Skip || r["resolver-ipc"] != check.Skip || r["keys"] != check.Pass {
+		t.Errorf("compat DNS: %v", r)
+	}
+
+	w = newWorld(t)
+	w.facts.Plan.DNS.AllowHostResolverIPC = true
+	os.MkdirAll(filepath.Join(w.svc, "run/nscd"), 0o755)
+	os.Link(filepath.Join(w.p.Root, "run/nscd/socket"), filepath.Join(w.svc, "run/nscd/socket"))
+	if r := results(Checks(w.p, w.facts)); r["resolver-ipc"] != check.Pass {
+		t.Errorf("allowHostResolverIPC: nscd may be reachable: %v", r)
+	}
+
+	w = newWorld(t)
+	w.facts.Props["ActiveState"], w.facts.Props["SubState"], w.facts.PIDs = "inactive", "dead", nil
+	l := Checks(w.p, w.facts)
+	if r := results(l); r["running"] != check.Fail || len(l) != 5 {
+		t.Errorf("stopped unit: %v", l)
+	}
+
+	w = newWorld(t)
+	w.facts.Unit = "qbittorrent.socket"
+	w.facts.Props["DropInPaths"] = "/run/systemd/generator/qbittorrent.socket.d/50-vpn-confinement.conf"
+	if r := results(Checks(w.p, w.facts)); r["running"] != check.Skip || r["drop-in"] != check.Pass {
+		t.Errorf("socket: %v", r)
+	}
+
+	w = newWorld(t)
+	w.facts.Plan = nil
+	l = Checks(w.p, w.facts)
+	if len(l) != 1 || l[0].Result != check.Fail {
+		t.Errorf("unlisted unit: %v", l)
+	}
+}
