@@ -140,7 +140,10 @@ func StartCapture(t testing.TB, dir, ns, iface, filter string) *Capture {
 		t.Fatal(err)
 	}
 	f.Close()
-	args := []string{"tcpdump", "-i", iface, "-n", "-U", "-w", f.Name(), filter}
+	// --immediate-mode: otherwise packets wait in the capture ring for up
+	// to a second and are lost when tcpdump is stopped; -Z root: tcpdump
+	// would drop to its own user and fail to write our root-owned file.
+	args := []string{"tcpdump", "--immediate-mode", "-Z", "root", "-i", iface, "-n", "-U", "-w", f.Name(), filter}
 	if ns != "" {
 		args = append([]string{"ip", "netns", "exec", ns}, args...)
 	}

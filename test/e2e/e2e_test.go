@@ -163,9 +163,25 @@ func TestConfinedService(t *testing.T) {
 				expectOpen(t, c, "app.service", false, "dns", proto, ct.SrvUplink+":"+port, "leak.example")
 			}
 		}
-		expectOpen(t, c, "app.service", false, "tcp", ct.SrvUplink+":7")
-		expectOpen(t, c, "app.service", false, "udp", ct.SrvUplink+":7")
-		expectOpen(t, c, "app.service", false, "tcp", ct.HostUplink+":22")
+		// The provider's own uplink address answers through the tunnel (it
+		// is the server's address), but the host's end of the uplink is
+		// reachable only without the tunnel.
+		expectOpen(t, c, "app.service", true, "tcp", ct.SrvUplink+":7")
+		expectOpen(t, c, "app.service", false, "tcp", ct.HostUplink+":7")
+		expectOpen(t, c, "app.service", false, "udp", ct.HostUplink+":7")
+		// A leak interface added to the namespace with a route out: the
+		// firewall must drop everything that does not leave via the tunnel.
+		c.Sh("ip link add leak0 netns vpnapps type veth peer name leakh && ip addr add 10.77.0.1/24 dev leakh && ip link set leakh up && ip -n vpnapps addr add 10.77.0.2/24 dev leak0 && ip -n vpnapps link set leak0 up")
+		// Count every frame the confined end sends, whatever it is.
+		mac := strings.TrimSpace(c.Run("ip", "netns", "exec", "vpnapps", "cat", "/sys/class/net/leak0/address").Stdout)
+		leakCap, _ := c.StartCaptureFilter("leak", "leakh", "ether src "+mac)
+		expectOpen(t, c, "app.service", false, "tcp", "10.77.0.1:22")
+		expectOpen(t, c, "app.service", false, "udp", "10.77.0.1:53")
+		expectOpen(t, c, "app.service", false, "dns", "udp", "10.77.0.1:53", "leak.example")
+		if pkts := leakCap.Stop(); len(pkts) > 0 {
+			t.Errorf("packets left through the leak interface:\n%s", strings.Join(pkts, "\n"))
+		}
+		c.Sh("ip link del leakh")
 		expectOpen(t, c, "app.service", false, "udp", "[fd00:213::2]:7")
 		// The host end of the host link.
 		plan, _ := c.ReadFile("/run/systemd/generator/vpn-confinement/vpnapps.json")
@@ -254,7 +270,7 @@ func TestConfinedService(t *testing.T) {
 		if got, host := c.NetnsInode(fmt.Sprintf("/proc/%d/ns/net", pid)), c.NetnsInode("/proc/1/ns/net"); got != before || got == host {
 			t.Errorf("after deleting the pin the service is in netns %s (before %s, host %s)", got, before, host)
 		}
-		r := c.Run("nsenter", "-t", fmt.Sprint(pid), "-n", "/usr/local/bin/vpnc-probe", "-timeout", "1s", "tcp", ct.SrvUplink+":7")
+		r := c.Run("nsenter", "-t", fmt.Sprint(pid), "-n", "/usr/local/bin/vpnc-probe", "-timeout", "1s", "tcp", ct.HostUplink+":7")
 		if r.Code == 0 {
 			t.Errorf("after deleting the pin the service reached the uplink: %s", r)
 		}

@@ -140,7 +140,7 @@ func resolve(name string, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(addrs)
+	fmt.Fprintln(os.Stderr, addrs)
 	return nil
 }
 

@@ -67,6 +67,8 @@ type Options struct {
 	Booted func() bool
 	// GeneratorDirs are where a system generator may be installed.
 	GeneratorDirs []string
+	// FSType returns the statfs(2) type of a path; nil: the real one.
+	FSType func(path string) (int64, error)
 }
 
 // Report is the JSON form.
@@ -152,6 +154,10 @@ func (d *doctor) wireguard() {
 	tunErr := errors.New("not checked")
 	if d.o.Probes.Tun != nil {
 		tunErr = d.o.Probes.Tun()
+		// Only root may open it, and vpn-wg@ runs as root.
+		if errors.Is(tunErr, fs.ErrPermission) && !d.o.Root {
+			tunErr = nil
+		}
 	}
 	forcedKernel := d.namesWhere(func(n *plan.Namespace) bool { return n.WireGuard.Backend == plan.BackendKernel })
 	needTun := d.namesWhere(func(n *plan.Namespace) bool {
@@ -159,26 +165,28 @@ func (d *doctor) wireguard() {
 	})
 	switch {
 	case !kernel && len(forcedKernel) > 0 && (probed || !d.o.Probe):
-		d.add("wireguard", check.Fail, "kernel WireGuard is not available (%s), but %s set wireguard.backend: kernel; use auto or userspace", orUnknown(how, probed), strings.Join(forcedKernel, ", "))
+		d.add("wireguard", check.Fail, "kernel WireGuard is not available (%s), but %s set wireguard.backend: kernel; use auto or userspace", d.orUnknown(how, probed), strings.Join(forcedKernel, ", "))
 	case tunErr != nil && len(needTun) > 0:
 		d.add("wireguard", check.Fail, "the userspace backend needs /dev/net/tun (%v), used by %s", tunErr, strings.Join(needTun, ", "))
 	case kernel:
 		d.add("wireguard", check.OK, "kernel WireGuard available (%s)", how)
 	case tunErr == nil:
-		d.add("wireguard", check.OK, "no kernel WireGuard (%s): vpn-wg@ uses the userspace fallback, the embedded wireguard-go over /dev/net/tun (usable); it works the same, at more CPU per packet", orUnknown(how, probed))
+		d.add("wireguard", check.OK, "no kernel WireGuard (%s): vpn-wg@ uses the userspace fallback, the embedded wireguard-go over /dev/net/tun (usable); it works the same, at more CPU per packet", d.orUnknown(how, probed))
 	default:
-		d.add("wireguard", check.Fail, "no kernel WireGuard (%s) and no usable /dev/net/tun for the userspace fallback (%v)", orUnknown(how, probed), tunErr)
+		d.add("wireguard", check.Fail, "no kernel WireGuard (%s) and no usable /dev/net/tun for the userspace fallback (%v)", d.orUnknown(how, probed), tunErr)
 	}
 }
 
-func orUnknown(how string, probed bool) string {
-	if how != "" {
+func (d *doctor) orUnknown(how string, probed bool) string {
+	switch {
+	case how != "":
 		return how
+	case probed:
+		return "unknown"
+	case !d.o.Probe:
+		return "/sys/module/wireguard absent; not probed: --no-probe"
 	}
-	if !probed {
-		return "/sys/module/wireguard absent; not probed: needs root"
-	}
-	return "unknown"
+	return "/sys/module/wireguard absent; not probed: needs root"
 }
 
 func (d *doctor) nftables() {
@@ -250,10 +258,9 @@ func (d *doctor) restrictBindUnits() []string {
 // Filesystem magic numbers (statfs f_type).
 const (
 	cgroup2Magic = 0x63677270
-	tmpfsMagic   = 0x01021994
 )
 
-func fsType(path string) (int64, error) {
+func statfsType(path string) (int64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(path, &st); err != nil {
 		return 0, err
@@ -263,6 +270,10 @@ func fsType(path string) (int64, error) {
 
 func (d *doctor) cgroup() {
 	base := filepath.Join(d.o.Paths.Sys, "fs", "cgroup")
+	fsType := d.o.FSType
+	if fsType == nil {
+		fsType = statfsType
+	}
 	t, err := fsType(base)
 	if err != nil {
 		d.add("cgroup", check.Warn, "cannot read %s: %v", base, err)
@@ -503,7 +514,11 @@ func (d *doctor) keys() {
 		d.add("keys", check.Fail, "%s", strings.Join(fails, "; "))
 		return
 	}
-	d.add("keys", check.OK, "%d key files, all owned by root and mode 0600 or stricter", len(list))
+	files := "1 key file, owned by root and mode 0600 or stricter"
+	if len(list) > 1 {
+		files = fmt.Sprintf("%d key files, all owned by root and mode 0600 or stricter", len(list))
+	}
+	d.add("keys", check.OK, "%s", files)
 }
 
 func unwrapPath(err error) error {

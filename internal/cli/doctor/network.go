@@ -80,11 +80,6 @@ func (d *doctor) routes() {
 				}
 			}
 		}
-		for _, a := range n.WireGuard.Addresses {
-			if ln := overlap(a); ln != nil {
-				warns = append(warns, fmt.Sprintf("%s: tunnel address %s overlaps the host's local network %s (%s)", n.Name, a, ln.prefix, ln.dev))
-			}
-		}
 		if d.o.Host.RouteTo == nil {
 			continue
 		}
@@ -118,7 +113,7 @@ func (d *doctor) routes() {
 	case len(warns) > 0:
 		d.add("routes", check.Warn, "%s", strings.Join(warns, "; "))
 	default:
-		d.add("routes", check.OK, "endpoints are routable and no resolver, tunnel address or allowedIPs collides with the host's local networks")
+		d.add("routes", check.OK, "endpoints are routable, and no resolver or allowedIPs lies in the host's local networks")
 	}
 }
 

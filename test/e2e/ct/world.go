@@ -129,9 +129,18 @@ type Capture struct {
 
 // StartCapture starts tcpdump on the uplink.
 func (c *Container) StartCapture(name string) (*Capture, error) {
+	return c.StartCaptureOn(name, UplinkIf)
+}
+
+// StartCaptureOn records every non-WireGuard packet on interface ifname.
+func (c *Container) StartCaptureOn(name, ifname string) (*Capture, error) {
+	return c.StartCaptureFilter(name, ifname, fmt.Sprintf("not (udp and port %d)", WGPort))
+}
+
+// StartCaptureFilter records packets on ifname matching a pcap filter.
+func (c *Container) StartCaptureFilter(name, ifname, filter string) (*Capture, error) {
 	cp := &Capture{c: c, unit: "vpnc-capture-" + name, file: "/run/vpnc-test/" + name + ".pcap"}
-	r := c.Run("systemd-run", "--quiet", "--unit="+cp.unit, "tcpdump", "-i", UplinkIf, "-n", "-U", "-w", cp.file,
-		fmt.Sprintf("not (udp and port %d)", WGPort))
+	r := c.Run("systemd-run", "--quiet", "--unit="+cp.unit, "tcpdump", "-i", ifname, "-n", "-U", "-w", cp.file, filter)
 	if r.Code != 0 {
 		return nil, fmt.Errorf("start tcpdump: %s", r)
 	}
@@ -154,7 +163,8 @@ func (cp *Capture) Stop() []string {
 	for _, l := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
 		// ARP and IPv6 neighbour chatter of the link itself is not a leak
 		// of confined traffic; everything else is.
-		if l == "" || strings.Contains(l, "ARP,") || strings.Contains(l, "ICMP6, neighbor") || strings.Contains(l, "ICMP6, router") {
+		if l == "" || strings.Contains(l, "ARP,") || strings.Contains(l, "ICMP6, neighbor") || strings.Contains(l, "ICMP6, router") ||
+			strings.Contains(l, "ICMP6, multicast listener") {
 			continue
 		}
 		out = append(out, l)
