@@ -22,12 +22,17 @@ func (e usageError) Unwrap() error { return errUsage }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// flagSets records the flag set of each verb, so a test can check that
+// every option is documented in the help text and the man page.
+var flagSets = map[string]*flag.FlagSet{}
+
 // newFlags returns a flag set that reports errors instead of exiting and
 // prints nothing itself (we print the verb's help text).
 func newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
+	flagSets[name] = fs
 	return fs
 }
 

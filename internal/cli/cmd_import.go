@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -32,10 +33,11 @@ func cmdImport(e *Env, args []string) (int, error) {
 	o.UnitPath = splitPath(*unitPath)
 	o.StateDir = e.Paths.StateDir
 	res, err := wgimport.Import(o)
-	if err != nil {
-		if res == nil {
-			return exitFindings, err
-		}
+	var refusal *wgimport.Error
+	switch {
+	case errors.As(err, &refusal):
+		return exitFindings, err // the file has problems, or the result would not validate
+	case err != nil:
 		return exitTrouble, err
 	}
 	w := e.Stdout
@@ -52,7 +54,11 @@ func cmdImport(e *Env, args []string) (int, error) {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	f := res.Report.Files[0]
-	fmt.Fprintf(w, "validation: %s\n", map[bool]string{true: "valid", false: "INVALID"}[f.Valid])
+	verdict := "valid"
+	if !f.Valid {
+		verdict = "INVALID"
+	}
+	fmt.Fprintf(w, "validation: %s\n", verdict)
 	for _, d := range append(append(config.Diags{}, f.Errors...), f.Warnings...) {
 		fmt.Fprintf(w, "  %s\n", d.String())
 	}

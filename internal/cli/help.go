@@ -100,8 +100,8 @@ Options:
                        "result","detail"}]}
   --generator-dir DIR  where the generator wrote the plans
 
-Exit status: 0 every check passed, 1 a check failed, 2 UNIT could not be
-checked (not listed by any plan, systemd unreachable).
+Exit status: 0 every check passed, 1 a check failed (also when no plan lists
+UNIT), 2 UNIT could not be checked (not root, systemd unreachable).
 `
 
 const helpDoctor = `Usage: vpn-confinement doctor [OPTIONS]
@@ -150,6 +150,7 @@ Options:
   --pipe               pass stdin/stdout/stderr through (default otherwise)
   -E, --setenv VAR=VALUE
                        set an environment variable (repeatable)
+  -q, --quiet          pass --quiet to systemd-run
   --dry-run            print the systemd-run command line instead of running it
   --generator-dir DIR  where the generator wrote the plans
 

@@ -338,7 +338,10 @@ func secretPaths(n *plan.Namespace) []string {
 }
 
 func ipAllow(n *plan.Namespace) []string {
-	out := []string{"localhost"}
+	// Explicit prefixes instead of the "localhost" keyword: unit files accept
+	// both, but transient units (systemd-run -p, vpn-confinement run) only
+	// prefixes.
+	out := []string{"127.0.0.0/8", "::1/128"}
 	seen := map[string]bool{}
 	add := func(s string) {
 		if !seen[s] {
@@ -405,6 +408,10 @@ func BlockDropIn(source, u string) []byte {
 		"It must not run outside its VPN namespace, so it is blocked until the file is fixed.",
 		"Why: journalctl -b -t " + Generator + ", or: vpn-confinement validate " + source,
 	}}
+	// systemd 252's status does not print which assertion failed, so the
+	// reason goes into the Description, which status and every journal line
+	// about the unit show.
+	f.add("Unit", "Description", Escape(fmt.Sprintf("BLOCKED by vpn-confinement: %s is invalid (journalctl -b -t %s)", source, Generator)))
 	f.add("Unit", "Documentation", docs)
 	f.add("Unit", "AssertPathExists", Escape(blockPath(source)))
 	section := "Service"
@@ -418,6 +425,7 @@ func BlockDropIn(source, u string) []byte {
 // BlockNamespaceDropIn makes vpn-ns@NAME fail visibly for an invalid file.
 func BlockNamespaceDropIn(name, source string) []byte {
 	f := &file{comments: []string{fmt.Sprintf("%s is invalid or cannot be parsed; this namespace is not built.", source)}}
+	f.add("Unit", "Description", Escape(fmt.Sprintf("BLOCKED by vpn-confinement: %s is invalid (journalctl -b -t %s)", source, Generator)))
 	f.add("Unit", "SourcePath", Escape(source))
 	f.add("Unit", "AssertPathExists", Escape(blockPath(source)))
 	return f.bytes()

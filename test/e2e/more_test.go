@@ -95,12 +95,12 @@ services:
 		if r.Code != 0 {
 			t.Fatalf("host socket: %s", r)
 		}
-		r = c.Sh("exec 3<>/dev/tcp/127.0.0.1/7001; cat <&3")
+		r = c.Run("/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7001; cat <&3")
 		if !strings.Contains(r.Stdout, "netns:"+ns) {
 			t.Errorf("host-socket service answered %q, want netns:%s", r.Stdout, ns)
 		}
 		// Confined socket: it listens inside the namespace, not on the host.
-		if r := c.Sh("exec 3<>/dev/tcp/127.0.0.1/7002"); r.Code == 0 {
+		if r := c.Run("/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7002"); r.Code == 0 || !strings.Contains(r.Stderr, "refused") {
 			t.Errorf("confined socket reachable from the host namespace")
 		}
 		r = c.Run("ip", "netns", "exec", "apps", "/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7002; cat <&3")
@@ -129,7 +129,7 @@ services:
 	})
 
 	t.Run("6-fail-closed-config", func(t *testing.T) {
-		mustRun(t, c, "systemctl", "stop", "listed.service")
+		mustRun(t, c, "systemctl", "stop", "listed.service", "web.service")
 		// Invalid (parses): a typo'd key.
 		bad := strings.Replace(appsYAML, "egress:\n  mode:", "egress:\n  mdoe: x\n  mode:", 1)
 		c.WriteFile("/etc/vpn-confinement.d/apps.yaml", []byte(bad), 0o644)
@@ -138,7 +138,7 @@ services:
 			t.Errorf("listed.service started although its file is invalid")
 		}
 		st := c.Run("systemctl", "status", "listed.service").Stdout
-		if !strings.Contains(st, "vpn-confinement-config-invalid") {
+		if !strings.Contains(st, "BLOCKED by vpn-confinement") {
 			t.Errorf("status does not show the reason:\n%s", st)
 		}
 		expectOpen(t, c, "mirror.service", true, "tcp", ct.SrvTunnel+":7") // the valid file is unaffected
