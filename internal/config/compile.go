@@ -151,6 +151,9 @@ func quoteAll(ss []string) []string {
 
 func (c *compiler) compile() *plan.Namespace {
 	s := &c.d.schema
+	if unsafePath(c.file) {
+		c.errorf("", "the file's path must not contain whitespace, quotes, backslashes or control characters: %q", c.file)
+	}
 	if !ValidNamespaceName(c.name) {
 		c.errorf("", "file name %q does not give a valid namespace name: it must be 1-64 characters of [A-Za-z0-9_.-], beginning and ending with a letter or digit", c.name)
 	}

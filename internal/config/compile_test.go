@@ -126,6 +126,8 @@ func TestRules(t *testing.T) {
 		{"v6 route while disabled", strings.Replace(base, "[0.0.0.0/0]", "[0.0.0.0/0, \"::/0\"]", 1), "wireguard.peers[0].allowedIPs[1]", "ipv6.mode is \"disable\"", false},
 		// Keys.
 		{"no key", strings.Replace(base, "  privateKeyFile: /etc/keys/k\n", "", 1), "wireguard", "needs a private key", false},
+		{"key path with space", strings.Replace(base, "/etc/keys/k", "\"/etc/keys/my key\"", 1), "wireguard.privateKeyFile", "whitespace", false},
+		{"key path with newline", strings.Replace(base, "/etc/keys/k", "\"/etc/keys/k\\nExecStart=/x\"", 1), "wireguard.privateKeyFile", "control characters", false},
 		{"relative key path", strings.Replace(base, "/etc/keys/k", "keys/k", 1), "wireguard.privateKeyFile", "absolute path", false},
 		{"bad public key", strings.Replace(base, key1, "abc", 1), "wireguard.peers[0].publicKey", "base64", false},
 		{"generate without file", strings.Replace(base, "  privateKeyFile: /etc/keys/k\n", "  generatePrivateKeyFile: true\n", 1), "wireguard.generatePrivateKeyFile", "needs wireguard.privateKeyFile", false},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 )
@@ -25,7 +26,20 @@ func ValidKey(s string) bool {
 	return err == nil && len(b) == 32
 }
 
+// unsafePathChars are rejected in paths that end up in unit files: paths are
+// joined into space-separated lists (InaccessiblePaths=), and control
+// characters could inject unit lines.
+func unsafePath(p string) bool {
+	return strings.ContainsFunc(p, func(r rune) bool {
+		return r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '\\'
+	})
+}
+
 func (c *compiler) absPath(key, p string) bool {
+	if unsafePath(p) {
+		c.errorf(key, "must not contain whitespace, quotes, backslashes or control characters (got %q)", p)
+		return false
+	}
 	if !filepath.IsAbs(p) {
 		c.errorf(key, "must be an absolute path (got %q)", p)
 		return false

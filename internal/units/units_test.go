@@ -1,0 +1,83 @@
+package units
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/coreos/go-systemd/v22/unit"
+	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+)
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"/etc/a%b.key":            "/etc/a%%b.key",
+		"%i%%":                    "%%i%%%%",
+		"x\nExecStart=/bin/evil":  "x?ExecStart=/bin/evil",
+		"tab\there\rcr\x7fdel":    "tab?here?cr?del",
+		"/plain/path with spaces": "/plain/path with spaces",
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestNoInjection renders every kind of output from a plan whose free-form
+// strings carry newlines and specifiers, and checks that the result parses
+// back to exactly the options we meant: no injected lines or sections.
+func TestNoInjection(t *testing.T) {
+	evil := "/etc/vpn-confinement.d/x%n\nExecStartPre=/bin/evil\n[Service]\nUser=root.yaml"
+	n := &plan.Namespace{
+		Name: "ns", Source: evil,
+		DNS:    plan.DNS{Mode: plan.DNSStrict, Servers: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
+		Egress: plan.Egress{Mode: plan.EgressAllowList, AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		WireGuard: plan.WireGuard{Interface: "wg0",
+			PrivateKey: plan.KeySource{File: "/k/a%b", Credential: "wireguard-private-key"},
+			Addresses:  []netip.Prefix{netip.MustParsePrefix("10.1.0.2/32")}},
+	}
+	u := plan.Unit{Name: "app.service", HardeningProfile: plan.HardeningStrict, RestrictBind: true}
+	outputs := map[string][]byte{
+		"service": ServiceDropIn(n, u, nil),
+		"socket":  SocketDropIn(n, plan.Unit{Name: "app.socket"}),
+		"ns":      NamespaceDropIn(n),
+		"wg":      WireGuardDropIn(n, nil),
+		"pin":     PinDropIn(n, nil),
+		"block":   BlockDropIn(evil, "app.service"),
+		"blockns": BlockNamespaceDropIn("ns", evil),
+	}
+	for name, b := range outputs {
+		opts, err := unit.Deserialize(strings.NewReader(string(b)))
+		if err != nil {
+			t.Errorf("%s: does not parse: %v\n%s", name, err, b)
+			continue
+		}
+		for _, o := range opts {
+			if o.Name == "ExecStartPre" || o.Name == "User" {
+				t.Errorf("%s: injected option %s=%s\n%s", name, o.Name, o.Value, b)
+			}
+			if strings.Contains(o.Value, "%") && strings.Count(o.Value, "%")%2 != 0 {
+				t.Errorf("%s: unescaped specifier in %s=%s", name, o.Name, o.Value)
+			}
+		}
+		if strings.Contains(string(b), "\nExecStartPre") || strings.Contains(string(b), "\n[Service]\nUser") {
+			t.Errorf("%s: injected line:\n%s", name, b)
+		}
+	}
+	if !strings.Contains(string(outputs["wg"]), "LoadCredential=wireguard-private-key:/k/a%%b") {
+		t.Errorf("specifier in key path not escaped:\n%s", outputs["wg"])
+	}
+}
+
+func TestServiceBodySharedAcrossUnits(t *testing.T) {
+	n := &plan.Namespace{Name: "ns", Source: "/c/ns.yaml", DNS: plan.DNS{Mode: plan.DNSCompat}, WireGuard: plan.WireGuard{Interface: "wg0"}}
+	a := ServiceDropIn(n, plan.Unit{Name: "a.service", HardeningProfile: plan.HardeningBaseline}, nil)
+	b := ServiceDropIn(n, plan.Unit{Name: "b.service", HardeningProfile: plan.HardeningBaseline}, nil)
+	strip := func(x []byte) string { return string(x[strings.Index(string(x), "\n\n"):]) }
+	if strip(a) != strip(b) {
+		t.Errorf("bodies differ for identical options")
+	}
+	if BodyKey(plan.Unit{HardeningProfile: "baseline"}, nil) == BodyKey(plan.Unit{HardeningProfile: "strict"}, nil) {
+		t.Errorf("BodyKey ignores the profile")
+	}
+}
