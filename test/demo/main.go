@@ -107,8 +107,11 @@ func run(repo, build, tools string) error {
 	check(ok, "TCP to %s:7 through the tunnel: %s", ct.SrvTunnel, strings.TrimSpace(res.Stdout))
 	hs := c.Run("wg", "show", "wgdemo", "latest-handshakes").Stdout
 	check(strings.TrimSpace(hs) != "", "WireGuard handshake done (%s)", strings.TrimSpace(hs))
-	ok, _ = c.Probe("torrent.service", "tcp", ct.SrvUplink+":7")
-	check(!ok, "a direct connection to the provider's uplink address %s is blocked", ct.SrvUplink)
+	log := w.EchoLog()
+	check(strings.Contains(log, `"client":"`+p.Address+`:`), "the provider saw the connection come from the tunnel address %s", p.Address)
+	hostOK := c.Run("/usr/local/bin/vpnc-probe", "tcp", ct.HostUplink+":7").Code == 0
+	ok, _ = c.Probe("torrent.service", "tcp", ct.HostUplink+":7")
+	check(hostOK && !ok, "a server on the host's own uplink (%s:7) answers the host but not the confined service", ct.HostUplink)
 
 	step("DNS is pinned to the tunnel's resolver")
 	rc := c.Run("nsenter", "-t", fmt.Sprint(pid), "-m", "cat", "/etc/resolv.conf").Stdout

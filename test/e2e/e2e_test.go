@@ -167,6 +167,9 @@ func TestConfinedService(t *testing.T) {
 		// is the server's address), but the host's end of the uplink is
 		// reachable only without the tunnel.
 		expectOpen(t, c, "app.service", true, "tcp", ct.SrvUplink+":7")
+		if r := c.Run("/usr/local/bin/vpnc-probe", "tcp", ct.HostUplink+":7"); r.Code != 0 {
+			t.Errorf("host echo on the uplink not reachable from the host: %s", r)
+		}
 		expectOpen(t, c, "app.service", false, "tcp", ct.HostUplink+":7")
 		expectOpen(t, c, "app.service", false, "udp", ct.HostUplink+":7")
 		// A leak interface added to the namespace with a route out: the

@@ -49,6 +49,8 @@ type Probes struct {
 type Host struct {
 	// Links are the interfaces of the host namespace.
 	Links func() ([]kstate.Link, error)
+	// Routes are the main-table routes of the host namespace.
+	Routes func() ([]kstate.Route, error)
 	// RouteTo is "ip route get" in the socket namespace sock ("" = host).
 	RouteTo func(sock string, dst netip.Addr) (kstate.Route, error)
 }

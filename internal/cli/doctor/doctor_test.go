@@ -293,6 +293,14 @@ wireguard:
 `, pub), 0o644)
 	f.expect("routes", check.Warn, "lan: resolver 192.168.1.1 is in the host's local network 192.168.1.0/24 (eth0), but the namespace reaches it through the tunnel")
 	f.expect("routes", check.Warn, "allowedIPs 192.168.0.0/16 overlaps the host's local network 192.168.1.0/24 (eth0)")
+	// A static route of the host counts as a local network too.
+	f.o.Host.Routes = func() ([]kstate.Route, error) {
+		return []kstate.Route{
+			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "eth0", Gateway: "192.168.1.1"},
+			{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "tun-site", Gateway: "192.168.1.254"},
+		}, nil
+	}
+	f.expect("routes", check.Warn, "allowedIPs 10.0.0.0/8 overlaps the host's local network 10.0.0.0/8 (tun-site)")
 	f.o.Host.RouteTo = func(string, netip.Addr) (kstate.Route, error) { return kstate.Route{Dev: "wg0"}, nil }
 	f.expect("routes", check.Warn, "endpoint 198.51.100.7 is routed through wg0, another tunnel on the host")
 	f.o.Host.RouteTo = func(string, netip.Addr) (kstate.Route, error) {

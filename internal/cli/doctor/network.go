@@ -10,12 +10,15 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/hostlink"
 )
 
-// localNet is a network the host reaches directly (the prefix of one of
-// its addresses), with the interface that has it.
+// localNet is a network the host reaches without its default route: the
+// prefix of one of its addresses, or a more specific route (a LAN, a
+// site-to-site VPN), with the interface it goes out of.
 type localNet struct {
 	prefix netip.Prefix
 	dev    string
 }
+
+func (n localNet) String() string { return fmt.Sprintf("%s (%s)", n.prefix, n.dev) }
 
 func (d *doctor) hostNets() ([]localNet, []kstate.Link, error) {
 	if d.o.Host.Links == nil {
@@ -35,6 +38,28 @@ func (d *doctor) hostNets() ([]localNet, []kstate.Link, error) {
 				continue // every IPv6 link has fe80::/64
 			}
 			nets = append(nets, localNet{a.Masked(), l.Name})
+		}
+	}
+	if d.o.Host.Routes != nil {
+		own := map[string]bool{}
+		for _, l := range links {
+			own[l.Name] = ownAlias(l) || l.Kind == "loopback"
+		}
+		routes, err := d.o.Host.Routes()
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range routes {
+			if r.Dst.Bits() == 0 || own[r.Dev] || (r.Dst.Addr().Is6() && r.Dst.Addr().IsLinkLocalUnicast()) {
+				continue
+			}
+			dup := false
+			for _, n := range nets {
+				dup = dup || n.prefix == r.Dst
+			}
+			if !dup {
+				nets = append(nets, localNet{r.Dst, r.Dev})
+			}
 		}
 	}
 	return nets, links, nil
@@ -67,7 +92,7 @@ func (d *doctor) routes() {
 	for _, n := range d.plans {
 		for _, s := range n.DNS.Servers {
 			if ln := overlap(netip.PrefixFrom(s, s.BitLen())); ln != nil {
-				warns = append(warns, fmt.Sprintf("%s: resolver %s is in the host's local network %s (%s), but the namespace reaches it through the tunnel", n.Name, s, ln.prefix, ln.dev))
+				warns = append(warns, fmt.Sprintf("%s: resolver %s is in the host's local network %s, but the namespace reaches it through the tunnel", n.Name, s, ln))
 			}
 		}
 		for _, p := range n.WireGuard.Peers {
@@ -76,7 +101,7 @@ func (d *doctor) routes() {
 					continue
 				}
 				if ln := overlap(a); ln != nil {
-					warns = append(warns, fmt.Sprintf("%s: allowedIPs %s overlaps the host's local network %s (%s): confined services reach it through the tunnel, not locally", n.Name, a, ln.prefix, ln.dev))
+					warns = append(warns, fmt.Sprintf("%s: allowedIPs %s overlaps the host's local network %s: confined services reach it through the tunnel, not locally", n.Name, a, ln))
 				}
 			}
 		}

@@ -34,7 +34,8 @@ func Defaults(p paths.Paths, probe bool) Options {
 			Tun:             func() error { return ProbeTun(filepath.Join(p.Root, "dev/net/tun")) },
 		},
 		Host: Host{
-			Links: func() ([]kstate.Link, error) { return kstate.Links(nil) },
+			Links:  func() ([]kstate.Link, error) { return kstate.Links(nil) },
+			Routes: func() ([]kstate.Route, error) { return kstate.Routes(nil) },
 			RouteTo: func(sock string, dst netip.Addr) (kstate.Route, error) {
 				if sock == "" {
 					return kstate.RouteTo(nil, dst)

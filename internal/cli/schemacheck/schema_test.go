@@ -3,7 +3,6 @@ package schemacheck
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -263,8 +262,7 @@ sockets:
 `
 
 // set puts v at a SchemaKeys path ("wireguard.peers[].mtu"), creating
-// mappings; "[]" means the first entry of the list. isList wraps v in a
-// list (rules on list keys constrain the items).
+// mappings; "[]" means the first entry of the list.
 func set(doc map[string]any, path string, v any) {
 	parts := strings.Split(path, ".")
 	cur := doc
@@ -298,10 +296,6 @@ func validatorKey(path string) string { return strings.ReplaceAll(path, "[]", "[
 // key).
 func TestRulesAgree(t *testing.T) {
 	s := loadSchema(t)
-	listKeys := map[string]bool{}
-	for _, k := range config.SchemaKeys() {
-		listKeys[k] = false
-	}
 	isList := func(path string) bool {
 		return strings.HasSuffix(path, "Ports") || strings.HasSuffix(path, ".tcp") || strings.HasSuffix(path, ".udp") ||
 			path == "dns.servers" || strings.HasSuffix(path, "extraAddressFamilies")
@@ -309,8 +303,14 @@ func TestRulesAgree(t *testing.T) {
 	try := func(path string, v any) (schemaErrs []string, validatorErrs []string) {
 		var doc map[string]any
 		yaml.Unmarshal([]byte(base), &doc)
-		if path == "sockets[].unit" {
-			doc["services"] = []any{map[string]any{"unit": "app.service"}}
+		// Keep the rest of the file consistent with the value, so that
+		// only the rule under test can fail.
+		if path != "wireguard.endpointPinning.fwMark" {
+			delete(doc["wireguard"].(map[string]any), "endpointPinning")
+		}
+		if path == "ipv6.mode" && v == "tunnel" {
+			set(doc, "wireguard.addresses", []any{"10.64.0.2/32", "fd00::2/128"})
+			set(doc, "wireguard.peers[].allowedIPs", []any{"0.0.0.0/0", "::/0"})
 		}
 		set(doc, path, v)
 		b, _ := yaml.Marshal(doc)
@@ -336,14 +336,11 @@ func TestRulesAgree(t *testing.T) {
 			}
 		case r.Pattern != "":
 			switch {
-			case strings.HasSuffix(path, "unit"):
-				bad, good = []any{"bad name.service", "x.timer"}, []any{"a@b-1." + strings.TrimSuffix(strings.TrimPrefix(path, ""), "") }
-				good = []any{map[bool]string{true: "a@b-1.socket", false: "a@b-1.service"}[strings.HasPrefix(path, "sockets")]}
-				if strings.HasPrefix(path, "sockets") {
-					bad = append(bad, "a.service")
-				} else {
-					bad = append(bad, "a.socket")
-				}
+			case path == "services[].unit":
+				bad, good = []any{"bad name.service", "x.timer", "a.socket"}, []any{"app.service", "a@b-1.service"}
+			case path == "sockets[].unit":
+				// The socket must activate a listed service (app.service).
+				bad, good = []any{"bad name.socket", "x.timer", "a.service"}, []any{"app.socket"}
 			case strings.HasSuffix(path, "extraAddressFamilies"):
 				bad, good = []any{"inet", "AF_"}, []any{"AF_NETLINK"}
 			default: // interface names
@@ -411,5 +408,4 @@ func TestSchemaShape(t *testing.T) {
 	if !strings.Contains(buf.String(), `"additionalProperties": false`) {
 		t.Error("unknown keys must be rejected")
 	}
-	_ = fmt.Sprint
 }

@@ -69,9 +69,12 @@ ip -n vpnsrv link set wgsrv up
 systemd-run --quiet --unit=vpnsrv-peer ip netns exec vpnsrv /usr/local/bin/vpnc-testpeer \
   -dns %[5]s:53,%[6]s:53,%[6]s:853,%[6]s:5353,%[6]s:5355,%[3]s:53,%[3]s:853,%[3]s:5353,%[3]s:5355 \
   -tcp-echo %[5]s:7,%[5]s:8,%[6]s:7,%[3]s:7 -udp-echo %[5]s:7,%[6]s:7,%[3]s:7 \
-  -answer 10.123.0.77 -log /run/vpnc-test/dns.log -ready /run/vpnc-test/peer.ready
-for i in $(seq 100); do [ -e /run/vpnc-test/peer.ready ] && break; sleep 0.05; done
-[ -e /run/vpnc-test/peer.ready ]
+  -answer 10.123.0.77 -log /run/vpnc-test/dns.log -echo-log /run/vpnc-test/echo.log -ready /run/vpnc-test/peer.ready
+# A service on the host's own end of the uplink: reachable from the host,
+# never from a confined service.
+systemd-run --quiet --unit=host-echo /usr/local/bin/vpnc-testpeer -tcp-echo %[2]s:7 -udp-echo %[2]s:7 -ready /run/vpnc-test/host.ready
+for i in $(seq 100); do [ -e /run/vpnc-test/peer.ready ] && [ -e /run/vpnc-test/host.ready ] && break; sleep 0.05; done
+[ -e /run/vpnc-test/peer.ready ] && [ -e /run/vpnc-test/host.ready ]
 `, UplinkIf, HostUplink, SrvUplink, SrvUplink2, SrvTunnel, SrvOtherNS)
 	c.Sh("mkdir -p /run/vpnc-test")
 	if r := c.Sh(script); r.Code != 0 {
@@ -112,6 +115,13 @@ func (w *World) InstallNamespace(p Peer, yaml string) error {
 		return err
 	}
 	return w.c.WriteFile("/etc/vpn-confinement.d/"+p.Name+".yaml", []byte(yaml), 0o644)
+}
+
+// EchoLog returns the provider's echo log (one JSON line per connection,
+// with the client address the server saw).
+func (w *World) EchoLog() string {
+	b, _ := w.c.ReadFile("/run/vpnc-test/echo.log")
+	return string(b)
 }
 
 // DNSLog returns the provider's DNS query log.
