@@ -364,9 +364,17 @@ type resources struct {
 
 func count(t *testing.T) resources {
 	t.Helper()
-	pins, err := os.ReadDir(plan.NetnsDir)
+	entries, err := os.ReadDir(plan.NetnsDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Only this package's namespaces: other packages' root tests may run
+	// in the same sandbox at the same time.
+	var pins []os.DirEntry
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "nstest") {
+			pins = append(pins, e)
+		}
 	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {

@@ -12,10 +12,10 @@ package kstate
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -253,8 +253,8 @@ func ReadWireGuard(ns *netns.NetNS, iface string) (*WireGuard, error) {
 		dev, err = c.Device(iface)
 		return err
 	})
-	if errors.Is(err, unix.ENOENT) || (err != nil && strings.Contains(err.Error(), "file does not exist")) {
-		return nil, nil
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
+		return nil, nil // wgctrl's "no such device", kernel or userspace
 	}
 	if err != nil {
 		return nil, wrapPerm("read WireGuard device "+iface, err)

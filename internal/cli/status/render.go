@@ -147,15 +147,21 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 	}
 	d := n.DNS
 	if d.Mode == "strict" {
-		gen := "generated resolv.conf missing"
-		if d.Generated != nil {
-			gen = "generated " + d.ResolvConf
+		gen := ""
+		switch {
+		case !n.Netns.Present:
+		case d.Generated == nil:
+			gen = " (generated resolv.conf missing)"
+		case !d.Current:
+			gen = " (generated " + d.ResolvConf + " is outdated)"
+		default:
+			gen = " (generated " + d.ResolvConf + ")"
 		}
 		ipc := ""
 		if d.HostIPC {
 			ipc = "; host resolver IPC reachable"
 		}
-		row("dns", "strict, resolvers %s (%s)%s", strings.Join(d.Servers, ", "), gen, ipc)
+		row("dns", "strict, resolvers %s%s%s", strings.Join(d.Servers, ", "), gen, ipc)
 	} else {
 		row("dns", "%s: services use the host's resolver configuration", d.Mode)
 	}

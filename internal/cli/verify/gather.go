@@ -4,12 +4,17 @@ package verify
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
+	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
+	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 )
 
 // Gather collects the facts about unit on the running system. Its error
@@ -23,6 +28,7 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	}
 	n, ok := paths.FindUnit(plans, unit)
 	if !ok {
+		f.BlockedBy = blockedBy(p, unit)
 		return f, nil
 	}
 	f.Plan = n
@@ -61,3 +67,24 @@ func mainFirst(main int, pids []int) []int {
 	}
 	return out
 }
+
+// blockedBy reads the generator's drop-in of unit: for a unit of an
+// invalid file it asserts a path that names the file (units.BlockDropIn).
+func blockedBy(p paths.Paths, unit string) string {
+	path := filepath.Join(p.GeneratorDir, unit+".d", config.DropInName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, s := range unitfile.Parse(path, b) {
+		if s.Key == "AssertPathExists" {
+			if src, ok := strings.CutPrefix(s.Value, blockPrefix); ok {
+				return strings.ReplaceAll(src, "%%", "%")
+			}
+		}
+	}
+	return ""
+}
+
+// blockPrefix is the never-existing path prefix of units.BlockDropIn.
+const blockPrefix = "/dev/null/vpn-confinement-config-invalid"

@@ -40,6 +40,8 @@ type Facts struct {
 	Unit string
 	// Plan is the compiled namespace that lists Unit (nil: none does).
 	Plan *plan.Namespace
+	// BlockedBy is the invalid namespace file that blocks Unit (no plan).
+	BlockedBy string
 	// Props are the unit's properties from systemd (see ShowProps).
 	Props systemd.Props
 	// PIDs are the unit's processes, main PID first; PIDsNote says how
@@ -79,6 +81,10 @@ func Checks(p paths.Paths, f Facts) check.List {
 	var l check.List
 	n := f.Plan
 	if n == nil {
+		if f.BlockedBy != "" {
+			l.Add("plan", check.Fail, "%s is blocked: %s is invalid, so it is not built and the unit may not start (vpn-confinement validate %s)", f.Unit, f.BlockedBy, f.BlockedBy)
+			return l
+		}
 		l.Add("plan", check.Fail, "%s is not listed by any compiled namespace plan in %s (see vpn-confinement status)", f.Unit, p.PlanDir())
 		return l
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/resolvconf"
+	"github.com/vpn-confinement/vpn-confinement/internal/testutil"
 )
 
 const (
@@ -266,5 +267,25 @@ func TestNotApplicable(t *testing.T) {
 	l = Checks(w.p, w.facts)
 	if len(l) != 1 || l[0].Result != check.Fail {
 		t.Errorf("unlisted unit: %v", l)
+	}
+}
+
+// TestBlockedUnit: a unit of an invalid file is reported as blocked, with
+// the file to fix (read from the generator's blocking drop-in).
+func TestBlockedUnit(t *testing.T) {
+	p := paths.Paths{GeneratorDir: t.TempDir()}
+	src := testutil.Testdata("generator", "11-invalid", "expected", "radarr.service.d", "50-vpn-confinement.conf")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(p.GeneratorDir, "radarr.service.d", "50-vpn-confinement.conf"), string(b))
+	f, err := Gather(p, nil, "radarr.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Checks(p, f)
+	if len(l) != 1 || l[0].Result != check.Fail || !strings.Contains(l[0].Detail, "radarr.service is blocked: /etc/vpn-confinement.d/broken.yaml is invalid") {
+		t.Errorf("%+v", l)
 	}
 }
