@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -27,9 +27,6 @@ func cmdStatus(e *Env, args []string) (int, error) {
 	now := time.Now()
 	c := status.Collector{Paths: e.Paths, Systemd: systemd.Systemctl{}, Kernel: os.Geteuid() == 0, Now: now}
 	rep, err := c.Collect(only)
-	if errors.Is(err, status.ErrUnknownNamespace) {
-		return exitTrouble, err
-	}
 	if err != nil {
 		return exitTrouble, err
 	}
@@ -39,7 +36,7 @@ func cmdStatus(e *Env, args []string) (int, error) {
 		}
 	} else {
 		if !c.Kernel && len(rep.Namespaces) > 0 {
-			e.Stdout.Write([]byte("note: not root: interfaces, tunnel and firewall are not read (run as root for the full status)\n\n"))
+			fmt.Fprint(e.Stdout, "note: not root: interfaces, tunnel and firewall are not read (run as root for the full status)\n\n")
 		}
 		rep.WriteText(e.Stdout, now)
 	}

@@ -114,6 +114,9 @@ func noLeaks(t *testing.T, cp *ct.Capture) {
 	if pkts := cp.Stop(); len(pkts) > 0 {
 		t.Errorf("%d packets left on the uplink outside the WireGuard flow:\n%s", len(pkts), strings.Join(pkts, "\n"))
 	}
+	if !cp.ControlSeen {
+		t.Errorf("the capture missed its positive control packet: its zero count proves nothing")
+	}
 }
 
 // TestConfinedService covers scenarios 1, 2, 3, 7, 8 and 10 on one

@@ -57,7 +57,7 @@ ok "service netns is /run/netns/vm" '[ "$(stat -L -c %i /proc/$(systemctl show -
 ok "tunnel echo from the service" 'confined /usr/local/bin/vpnc-probe tcp 10.123.0.1:7'
 ok "kernel handshake done" '[ "$(ip netns exec vm wg show wgk latest-handshakes | awk "{print \$2}")" -gt 0 ]'
 ok "DNS to the configured resolver" 'confined /usr/local/bin/vpnc-probe dns udp 10.123.0.1:53 ok.example'
-systemd-run --quiet --unit=cap tcpdump -i up0 -n -U -w /run/leak.pcap 'not (udp and port 51820)'; sleep 1
+systemd-run --quiet --unit=cap tcpdump --immediate-mode -Z root -i up0 -n -U -w /run/leak.pcap 'not (udp and port 51820)'; sleep 1
 ok "DNS to another resolver blocked" '! confined /usr/local/bin/vpnc-probe -timeout 1s dns udp 10.123.0.99:53 leak.example'
 ok "DoT blocked" '! confined /usr/local/bin/vpnc-probe -timeout 1s dns tcp 10.123.0.99:853 leak.example'
 ok "uplink DNS blocked" '! confined /usr/local/bin/vpnc-probe -timeout 1s dns udp 10.213.0.2:53 leak.example'

@@ -496,9 +496,13 @@ func (d *doctor) keys() {
 		d.add("keys", check.OK, "no key files configured")
 		return
 	}
-	var fails []string
+	var fails, unread []string
 	for _, k := range list {
 		fi, err := os.Stat(k.path)
+		if errors.Is(err, fs.ErrPermission) && !d.o.Root {
+			unread = append(unread, k.path)
+			continue
+		}
 		if err != nil {
 			fails = append(fails, fmt.Sprintf("%s (%s of %s): %v", k.path, k.what, k.ns, unwrapPath(err)))
 			continue
@@ -514,6 +518,10 @@ func (d *doctor) keys() {
 	}
 	if len(fails) > 0 {
 		d.add("keys", check.Fail, "%s", strings.Join(fails, "; "))
+		return
+	}
+	if len(unread) > 0 {
+		d.add("keys", check.Warn, "cannot look at %s: run as root", strings.Join(unread, ", "))
 		return
 	}
 	files := "1 key file, owned by root and mode 0600 or stricter"

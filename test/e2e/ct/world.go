@@ -132,14 +132,26 @@ func (w *World) DNSLog() string {
 
 // Capture records every packet on the uplink that is not the WireGuard flow.
 type Capture struct {
-	c    *Container
-	unit string
-	file string
+	c       *Container
+	unit    string
+	file    string
+	control bool
+	// ControlSeen tells whether the positive control was captured.
+	ControlSeen bool
 }
 
-// StartCapture starts tcpdump on the uplink.
+// StartCapture starts tcpdump on the uplink, with a positive control: the
+// host itself sends a DNS query for control.invalid over the uplink, which
+// the capture must show (and Stop then excludes), so "zero packets" can
+// never come from a capture that saw nothing at all.
 func (c *Container) StartCapture(name string) (*Capture, error) {
-	return c.StartCaptureOn(name, UplinkIf)
+	cp, err := c.StartCaptureOn(name, UplinkIf)
+	if err != nil {
+		return nil, err
+	}
+	cp.control = true
+	c.Run("/usr/local/bin/vpnc-probe", "-timeout", "500ms", "dns", "udp", SrvUplink+":53", "control.invalid")
+	return cp, nil
 }
 
 // StartCaptureOn records every non-WireGuard packet on interface ifname.
@@ -150,7 +162,9 @@ func (c *Container) StartCaptureOn(name, ifname string) (*Capture, error) {
 // StartCaptureFilter records packets on ifname matching a pcap filter.
 func (c *Container) StartCaptureFilter(name, ifname, filter string) (*Capture, error) {
 	cp := &Capture{c: c, unit: "vpnc-capture-" + name, file: "/run/vpnc-test/" + name + ".pcap"}
-	r := c.Run("systemd-run", "--quiet", "--unit="+cp.unit, "tcpdump", "-i", ifname, "-n", "-U", "-w", cp.file, filter)
+	// --immediate-mode: without it, packets still in the kernel buffer are
+	// lost when tcpdump is stopped.
+	r := c.Run("systemd-run", "--quiet", "--unit="+cp.unit, "tcpdump", "--immediate-mode", "-Z", "root", "-i", ifname, "-n", "-U", "-w", cp.file, filter)
 	if r.Code != 0 {
 		return nil, fmt.Errorf("start tcpdump: %s", r)
 	}
@@ -171,6 +185,10 @@ func (cp *Capture) Stop() []string {
 	r := cp.c.Run("tcpdump", "-n", "-r", cp.file)
 	var out []string
 	for _, l := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+		if strings.Contains(l, "control.invalid") {
+			cp.ControlSeen = true
+			continue
+		}
 		// ARP and IPv6 neighbour chatter of the link itself is not a leak
 		// of confined traffic; everything else is.
 		if l == "" || strings.Contains(l, "ARP,") || strings.Contains(l, "ICMP6, neighbor") || strings.Contains(l, "ICMP6, router") ||
