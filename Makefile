@@ -9,6 +9,9 @@ LIBEXECDIR  ?= $(PREFIX)/lib/vpn-confinement
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 GENERATORDIR   ?= $(PREFIX)/lib/systemd/system-generators
 MANDIR      ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+DATADIR     ?= $(PREFIX)/share/vpn-confinement
+CLI_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 DESTDIR     ?=
 GO          ?= go
 GOFLAGS     ?= -trimpath
@@ -18,14 +21,16 @@ B           := build
 
 HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin
 UNITS   := vpn-ns@.service vpn-wg@.service vpn-pin@.service
-MANPAGES := vpn-confinement.d.5 vpn-confinement-generator.8
+MANPAGES := vpn-confinement.d.5 vpn-confinement-generator.8 vpn-confinement.8
 
-.PHONY: install-files all build test test-unit test-root test-e2e fuzz check install uninstall clean demo bench golden man
+.PHONY: deb install-files all build test test-unit test-root test-e2e fuzz check install uninstall clean demo bench golden man
 
 all: build
 
-build: $(B)/vpn-confinement-generator $(addprefix $(B)/,$(HELPERS)) $(addprefix $(B)/units/,$(UNITS)) man
+build: $(B)/vpn-confinement $(B)/vpn-confinement-generator $(addprefix $(B)/,$(HELPERS)) $(addprefix $(B)/units/,$(UNITS)) man
 
+$(B)/vpn-confinement: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS) -X $(MODULE)/internal/cli.Version=$(CLI_VERSION)' -o $@ ./cli
 $(B)/vpn-confinement-generator: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./generator
 $(B)/vpn-confinement-netns: FORCE
@@ -78,15 +83,24 @@ test-vm: build $(TOOLS)
 demo: build $(TOOLS) $(B)/vpnc-demo
 	test/sandbox.sh $(B)/vpnc-demo -repo $(CURDIR) -build $(abspath $(B)) -tools $(abspath $(B))
 
+$(B)/vpnc-bench: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $@ ./test/bench
+
+# Every speed claim, as ratios against baselines run side by side; writes
+# docs/benchmarks.md. Root measures run inside the sandbox.
+bench: build $(TOOLS) $(B)/vpnc-bench
+	test/sandbox.sh $(B)/vpnc-bench -repo $(CURDIR) -build $(abspath $(B))
+
 # Short fuzzing of the YAML → validated model path and the parsers.
 fuzz:
 	$(GO) test ./internal/config -run '^$$' -fuzz FuzzCompile -fuzztime 20s
 	$(GO) test ./internal/wgquick -run '^$$' -fuzz FuzzParse -fuzztime 10s
 
 golden:
-	$(GO) test ./internal/generator ./generator ./internal/firewall -update
+	$(GO) test ./internal/generator ./generator ./internal/firewall ./internal/cli/schemacheck -update
 
 check:
+	bash -n contrib/bash-completion/vpn-confinement
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
@@ -103,13 +117,22 @@ install-files:
 	install -m 0755 $(B)/vpn-confinement-generator $(DESTDIR)$(GENERATORDIR)/vpn-confinement-generator
 	install -m 0644 $(addprefix $(B)/units/,$(UNITS)) $(DESTDIR)$(SYSTEMDUNITDIR)/
 	install -m 0644 $(B)/man/vpn-confinement.d.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 $(B)/man/vpn-confinement-generator.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(B)/man/vpn-confinement-generator.8 $(B)/man/vpn-confinement.8 $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(DATADIR)
+	install -m 0755 $(B)/vpn-confinement $(DESTDIR)$(BINDIR)/vpn-confinement
+	install -m 0644 contrib/bash-completion/vpn-confinement $(DESTDIR)$(COMPLETIONDIR)/vpn-confinement
+	install -m 0644 schema/vpn-confinement.schema.json $(DESTDIR)$(DATADIR)/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(LIBEXECDIR)/,$(HELPERS)) $(DESTDIR)$(GENERATORDIR)/vpn-confinement-generator
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
-	rm -f $(DESTDIR)$(MANDIR)/man5/vpn-confinement.d.5 $(DESTDIR)$(MANDIR)/man8/vpn-confinement-generator.8
+	rm -f $(DESTDIR)$(MANDIR)/man5/vpn-confinement.d.5 $(DESTDIR)$(MANDIR)/man8/vpn-confinement-generator.8 $(DESTDIR)$(MANDIR)/man8/vpn-confinement.8
+	rm -f $(DESTDIR)$(BINDIR)/vpn-confinement $(DESTDIR)$(COMPLETIONDIR)/vpn-confinement $(DESTDIR)$(DATADIR)/vpn-confinement.schema.json
+	-rmdir $(DESTDIR)$(DATADIR)
 	-rmdir $(DESTDIR)$(LIBEXECDIR)
+
+deb: build
+	packaging/deb/build.sh
 
 clean:
 	rm -rf $(B)

@@ -63,11 +63,12 @@ type Options struct {
 
 // Device is a tunnel that is up.
 type Device struct {
-	n       *plan.Namespace
-	log     *journal.Logger
-	opts    Options
-	target  *netns.NetNS
-	backend string
+	lastStep time.Time // for step timing
+	n        *plan.Namespace
+	log      *journal.Logger
+	opts     Options
+	target   *netns.NetNS
+	backend  string
 
 	nl        *netlink.Handle // bound to target
 	wgc       *wgctrl.Client  // genetlink socket opened inside target
@@ -111,7 +112,7 @@ func Create(ctx context.Context, n *plan.Namespace, target *netns.NetNS, log *jo
 func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.NetNS, log *journal.Logger, opts Options) (_ *Device, err error) {
 	start := time.Now()
 	wg := &n.WireGuard
-	d := &Device{n: n, log: log, opts: opts, target: target}
+	d := &Device{n: n, log: log, opts: opts, target: target, lastStep: start}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -189,6 +190,12 @@ func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.Net
 
 // step passes err through and, in tests, injects a failure after a step.
 func (d *Device) step(name string, err error) error {
+	// Per-step timing at debug level (-v): bring-up speed is a feature.
+	now := time.Now()
+	if !d.lastStep.IsZero() {
+		d.log.Debugf("tunnel step %s: %s", name, now.Sub(d.lastStep).Round(time.Microsecond))
+	}
+	d.lastStep = now
 	if err == nil && d.opts.failAt == name {
 		return fmt.Errorf("injected failure after step %s", name)
 	}

@@ -198,7 +198,7 @@ kill $(cat %[1]s/wg.pid); while kill -0 $(cat %[1]s/wg.pid) 2>/dev/null; do slee
 		add(Row{Measure: "P2", Case: "our helpers, " + c.what, Median: fmtDur(om), Spread: spread(olo, ohi),
 			Ratio: fmt.Sprintf("%.1f× faster", speedup), Goal: "≥ 10× faster; ≤ 1.5× limit",
 			Verdict: fmt.Sprintf("%s; %.1f× of limit", verdict(speedup >= 10 && ofLimit <= 1.5), ofLimit),
-			Note: fmt.Sprintf("%s; includes two helper process starts (netns + tunnel) and READY=1 over sd_notify", c.limitNote)})
+			Note:    fmt.Sprintf("%s; includes two helper process starts (netns + tunnel) and READY=1 over sd_notify", c.limitNote)})
 	}
 	return nil
 }

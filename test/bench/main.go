@@ -21,14 +21,14 @@ import (
 
 // Row is one line of the result table.
 type Row struct {
-	Measure  string
-	Case     string
-	Median   string
-	Spread   string
-	Ratio    string
-	Goal     string
-	Verdict  string
-	Note     string
+	Measure string
+	Case    string
+	Median  string
+	Spread  string
+	Ratio   string
+	Goal    string
+	Verdict string
+	Note    string
 }
 
 var rows []Row

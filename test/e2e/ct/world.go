@@ -14,8 +14,8 @@ const (
 	UplinkIf   = "up0"
 	HostUplink = "10.213.0.1"
 	SrvUplink  = "10.213.0.2"
-	SrvUplink2 = "10.213.0.3" // second provider address (pinning re-point)
-	SrvTunnel  = "10.123.0.1" // server tunnel address: resolver + echo
+	SrvUplink2 = "10.213.0.3"  // second provider address (pinning re-point)
+	SrvTunnel  = "10.123.0.1"  // server tunnel address: resolver + echo
 	SrvOtherNS = "10.123.0.99" // a resolver the namespace is NOT configured to use
 	WGPort     = 51820
 )
@@ -183,9 +183,24 @@ func (cp *Capture) Stop() []string {
 	time.Sleep(300 * time.Millisecond)
 	cp.c.Run("systemctl", "stop", cp.unit)
 	r := cp.c.Run("tcpdump", "-n", "-r", cp.file)
-	var out []string
-	for _, l := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	// The control query and its reply (which tcpdump prints without the
+	// name) share the query's source address.port.
+	var controlFlows []string
+	for _, l := range lines {
 		if strings.Contains(l, "control.invalid") {
+			if f := strings.Fields(l); len(f) > 2 && f[1] == "IP" {
+				controlFlows = append(controlFlows, f[2])
+			}
+		}
+	}
+	var out []string
+	for _, l := range lines {
+		isControl := strings.Contains(l, "control.invalid")
+		for _, flow := range controlFlows {
+			isControl = isControl || strings.Contains(l, flow+" ") || strings.Contains(l, flow+":")
+		}
+		if isControl {
 			cp.ControlSeen = true
 			continue
 		}

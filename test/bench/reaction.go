@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vpn-confinement/vpn-confinement/test/e2e/ct"
+)
+
+// benchReaction is P3: in the systemd container, the time from the tunnel
+// process dying (SIGKILL) to the confined service being inactive, taken
+// from systemd's own monotonic timestamps, and the packets that left on the
+// uplink meanwhile (must be 0; every capture carries a positive control).
+func benchReaction(repo, build string, rounds int) error {
+	c, err := ct.Start(filepath.Join(repo, "test", "e2e"), "bench", nil)
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	if err := c.Install(repo, build, filepath.Join(build, "vpnc-probe"), filepath.Join(build, "vpnc-testpeer")); err != nil {
+		return err
+	}
+	w, err := c.SetupWorld("bench")
+	if err != nil {
+		return err
+	}
+	p := w.Peers["bench"]
+	c.WriteFile("/etc/systemd/system/app.service", []byte("[Service]\nExecStart=/bin/sleep infinity\nDynamicUser=yes\n"), 0o644)
+	if err := w.InstallNamespace(p, w.NamespaceYAML(p, "wgbench", "services:\n  - unit: app.service\n")); err != nil {
+		return err
+	}
+	c.Run("systemctl", "daemon-reload")
+	mono := func(unit, prop string) time.Duration {
+		v, _ := strconv.ParseInt(strings.TrimSpace(c.Run("systemctl", "show", "-P", prop, unit).Stdout), 10, 64)
+		return time.Duration(v) * time.Microsecond
+	}
+	var react []time.Duration
+	leaked := 0
+	controlsMissed := 0
+	for r := 0; r < max(5, rounds/3); r++ {
+		if c.Run("systemctl", "start", "app.service").Code != 0 || !c.WaitActive("app.service", "active", 15*time.Second) {
+			return fmt.Errorf("app.service did not start")
+		}
+		cp, err := c.StartCapture(fmt.Sprintf("p3-%d", r))
+		if err != nil {
+			return err
+		}
+		c.Run("systemctl", "kill", "-s", "KILL", "vpn-wg@bench.service")
+		if !c.WaitActive("app.service", "inactive", 10*time.Second) {
+			return fmt.Errorf("app.service still %s after the tunnel died", c.Active("app.service"))
+		}
+		react = append(react, mono("app.service", "InactiveEnterTimestampMonotonic")-mono("vpn-wg@bench.service", "ExecMainExitTimestampMonotonic"))
+		leaked += len(cp.Stop())
+		if !cp.ControlSeen {
+			controlsMissed++
+		}
+	}
+	m, lo, hi := stats(react)
+	add(Row{Measure: "P3", Case: "tunnel process killed → service inactive", Median: fmtDur(m), Spread: spread(lo, hi), Goal: "0 packets leave",
+		Verdict: fmt.Sprintf("%s (%d packets; %d captures without control)", verdict(leaked == 0 && controlsMissed == 0), leaked, controlsMissed),
+		Note:    "systemd's monotonic timestamps: vpn-wg@ ExecMainExit → app InactiveEnter; propagation is BindsTo= inside PID 1"})
+	return nil
+}
