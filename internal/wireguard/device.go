@@ -16,6 +16,7 @@ package wireguard
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -333,11 +334,36 @@ func (d *Device) deviceLogger() *device.Logger {
 	}
 }
 
-// configure applies cfg with wgctrl. The client is created inside target:
-// its generic-netlink socket then talks to the target namespace (kernel
-// links); userspace devices are reached over the UAPI socket's path. It is
-// kept for status and endpoint updates.
+// configure applies cfg. The embedded (userspace) device is configured in
+// process through its UAPI handler: going through wgctrl would first dial
+// generic netlink (where the kernel's failed "wireguard" family lookup can
+// even try to load a module) and then round-trip the UAPI socket, together
+// several milliseconds of a ~5 ms bring-up. Kernel links use wgctrl.
 func (d *Device) configure(cfg wgtypes.Config) error {
+	if d.dev != nil {
+		if err := d.dev.IpcSet(uapiConfig(cfg)); err != nil {
+			return fmt.Errorf("configure %s: %w", d.n.WireGuard.Interface, err)
+		}
+		return nil
+	}
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	if err := c.ConfigureDevice(d.n.WireGuard.Interface, cfg); err != nil {
+		return fmt.Errorf("configure %s: %w", d.n.WireGuard.Interface, err)
+	}
+	return nil
+}
+
+// client returns the wgctrl client, created on first use inside target: its
+// generic-netlink socket then talks to the target namespace (kernel links);
+// userspace devices are reached over the UAPI socket's path. Kept for
+// status and endpoint updates.
+func (d *Device) client() (*wgctrl.Client, error) {
+	if d.wgc != nil {
+		return d.wgc, nil
+	}
 	err := d.target.Do(func() error {
 		c, err := wgctrl.New()
 		if err != nil {
@@ -347,12 +373,53 @@ func (d *Device) configure(cfg wgtypes.Config) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("open wgctrl in namespace %s: %w", d.n.Name, err)
+		return nil, fmt.Errorf("open wgctrl in namespace %s: %w", d.n.Name, err)
 	}
-	if err := d.wgc.ConfigureDevice(d.n.WireGuard.Interface, cfg); err != nil {
-		return fmt.Errorf("configure %s: %w", d.n.WireGuard.Interface, err)
+	return d.wgc, nil
+}
+
+// uapiConfig renders cfg in wireguard-go's UAPI "set" format (the text wg(8)
+// sends over the UAPI socket). Keys are hex; the string is never logged.
+func uapiConfig(cfg wgtypes.Config) string {
+	var b strings.Builder
+	if cfg.PrivateKey != nil {
+		fmt.Fprintf(&b, "private_key=%s\n", hex.EncodeToString(cfg.PrivateKey[:]))
 	}
-	return nil
+	if cfg.ListenPort != nil {
+		fmt.Fprintf(&b, "listen_port=%d\n", *cfg.ListenPort)
+	}
+	if cfg.FirewallMark != nil {
+		fmt.Fprintf(&b, "fwmark=%d\n", *cfg.FirewallMark)
+	}
+	if cfg.ReplacePeers {
+		b.WriteString("replace_peers=true\n")
+	}
+	for _, p := range cfg.Peers {
+		fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(p.PublicKey[:]))
+		if p.Remove {
+			b.WriteString("remove=true\n")
+			continue
+		}
+		if p.UpdateOnly {
+			b.WriteString("update_only=true\n")
+		}
+		if p.PresharedKey != nil {
+			fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(p.PresharedKey[:]))
+		}
+		if p.Endpoint != nil {
+			fmt.Fprintf(&b, "endpoint=%s\n", p.Endpoint.String())
+		}
+		if p.PersistentKeepaliveInterval != nil {
+			fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int(p.PersistentKeepaliveInterval.Seconds()))
+		}
+		if p.ReplaceAllowedIPs {
+			b.WriteString("replace_allowed_ips=true\n")
+		}
+		for _, a := range p.AllowedIPs {
+			fmt.Fprintf(&b, "allowed_ip=%s\n", a.String())
+		}
+	}
+	return b.String()
 }
 
 func (d *Device) link() (netlink.Link, error) {
@@ -451,7 +518,11 @@ type Stats struct {
 
 // Stats reads the device state.
 func (d *Device) Stats() (Stats, error) {
-	dev, err := d.wgc.Device(d.n.WireGuard.Interface)
+	c, err := d.client()
+	if err != nil {
+		return Stats{}, err
+	}
+	dev, err := c.Device(d.n.WireGuard.Interface)
 	if err != nil {
 		return Stats{}, fmt.Errorf("read device %s: %w", d.n.WireGuard.Interface, err)
 	}

@@ -229,7 +229,7 @@ func (d *Device) refreshPeer(ctx context.Context, i int) {
 		d.log.Errorf("peer %d: endpoint %s moved to %s but the pin set could not be updated: %v (keeping %s)", i, p.Endpoint.Host, ap, err, old)
 		return
 	}
-	if err := d.wgc.ConfigureDevice(d.n.WireGuard.Interface, EndpointUpdate(d.pubs[i], ap)); err != nil {
+	if err := d.configure(EndpointUpdate(d.pubs[i], ap)); err != nil {
 		d.log.Errorf("peer %d: update endpoint to %s: %v", i, ap, err)
 		d.updatePins(d.Endpoints()) // restore the set that matches the device
 		return

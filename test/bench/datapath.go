@@ -83,7 +83,7 @@ ip netns exec p4s iperf3 -s -D -B 10.50.0.1`); err != nil {
 	dir, _ := os.MkdirTemp("", "vpnc-p4-")
 	defer os.RemoveAll(dir)
 	secs := 2
-	iters := max(3, rounds/5)
+	iters := max(5, rounds/4)
 	for _, size := range []int{10, 1000, 10000} {
 		big, small := firewall.Build(allowListPlan(size, "wgfw")), firewall.Build(allowListPlan(1, "wgfw"))
 		rendered := filepath.Join(dir, "big.nft")
@@ -110,10 +110,14 @@ ip netns exec p4s iperf3 -s -D -B 10.50.0.1`); err != nil {
 			nft = append(nft, time.Since(t0))
 			sh("ip netns del p4tmp")
 			// Throughput with the big and the 1-CIDR ruleset, alternating.
-			for _, c := range []struct {
+			order := []struct {
 				rs  *firewall.Ruleset
 				out *[]float64
-			}{{small, &tSmall}, {big, &tBig}} {
+			}{{small, &tSmall}, {big, &tBig}}
+			if r%2 == 1 { // alternate which runs first
+				order[0], order[1] = order[1], order[0]
+			}
+			for _, c := range order {
 				if err := firewall.Apply(ns, c.rs); err != nil {
 					return err
 				}
@@ -190,19 +194,29 @@ ip netns exec p5srv iperf3 -s -D -B 10.123.0.1`, dir)
 		return err
 	}
 	var with, without []float64
-	for r := 0; r < max(3, rounds/5); r++ {
+	measureWith := func() error {
 		bps, err := iperf(n.Name, "10.123.0.1", 3)
-		if err != nil {
-			return err
-		}
 		with = append(with, bps)
+		return err
+	}
+	measureWithout := func() error {
 		sh("ip netns exec " + n.Name + " nft delete table inet vpn_confinement")
-		bps, err = iperf(n.Name, "10.123.0.1", 3)
+		bps, err := iperf(n.Name, "10.123.0.1", 3)
 		sh("ip netns exec " + n.Name + " nft -f " + rules)
-		if err != nil {
+		without = append(without, bps)
+		return err
+	}
+	for r := 0; r < max(5, rounds/4); r++ {
+		first, second := measureWith, measureWithout
+		if r%2 == 1 { // alternate which runs first
+			first, second = second, first
+		}
+		if err := first(); err != nil {
 			return err
 		}
-		without = append(without, bps)
+		if err := second(); err != nil {
+			return err
+		}
 	}
 	wm, wlo, whi := medianF(with)
 	om, olo, ohi := medianF(without)

@@ -28,14 +28,18 @@ func benchReaction(repo, build string, rounds int) error {
 		return err
 	}
 	p := w.Peers["bench"]
-	c.WriteFile("/etc/systemd/system/app.service", []byte("[Service]\nExecStart=/bin/sleep infinity\nDynamicUser=yes\n"), 0o644)
+	// The service records when it stopped itself: once inactive and
+	// unreferenced, systemd garbage-collects the unit and its timestamps.
+	c.WriteFile("/etc/systemd/system/app.service", []byte("[Service]\nExecStart=/bin/sleep infinity\nDynamicUser=yes\n"+
+		"ExecStopPost=+/bin/sh -c 'date +%%s%%N > /run/vpnc-test/app-stopped'\n"), 0o644)
 	if err := w.InstallNamespace(p, w.NamespaceYAML(p, "wgbench", "services:\n  - unit: app.service\n")); err != nil {
 		return err
 	}
 	c.Run("systemctl", "daemon-reload")
-	mono := func(unit, prop string) time.Duration {
-		v, _ := strconv.ParseInt(strings.TrimSpace(c.Run("systemctl", "show", "-P", prop, unit).Stdout), 10, 64)
-		return time.Duration(v) * time.Microsecond
+	stoppedNS := func() int64 {
+		b, _ := c.ReadFile("/run/vpnc-test/app-stopped")
+		v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return v
 	}
 	var react []time.Duration
 	leaked := 0
@@ -52,7 +56,12 @@ func benchReaction(repo, build string, rounds int) error {
 		if !c.WaitActive("app.service", "inactive", 10*time.Second) {
 			return fmt.Errorf("app.service still %s after the tunnel died", c.Active("app.service"))
 		}
-		react = append(react, mono("app.service", "InactiveEnterTimestampMonotonic")-mono("vpn-wg@bench.service", "ExecMainExitTimestampMonotonic"))
+		exit := strings.TrimSpace(c.Run("systemctl", "show", "-P", "ExecMainExitTimestamp", "--timestamp=us+utc", "vpn-wg@bench.service").Stdout)
+		t, err := time.Parse("Mon 2006-01-02 15:04:05.000000 UTC", exit)
+		if err != nil {
+			return fmt.Errorf("parse exit timestamp %q: %w", exit, err)
+		}
+		react = append(react, time.Duration(stoppedNS()-t.UnixNano()))
 		leaked += len(cp.Stop())
 		if !cp.ControlSeen {
 			controlsMissed++
