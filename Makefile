@@ -23,7 +23,7 @@ HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin
 UNITS   := vpn-ns@.service vpn-wg@.service vpn-pin@.service
 MANPAGES := vpn-confinement.d.5 vpn-confinement-generator.8 vpn-confinement.8
 
-.PHONY: deb install-files all build test test-unit test-root test-e2e fuzz check install uninstall clean demo bench golden man
+.PHONY: test-fuzz deb install-files all build test test-unit test-root test-e2e fuzz check install uninstall clean demo bench golden man
 
 all: build
 
@@ -53,7 +53,7 @@ FORCE:
 # The README's test command. Unit tier (no root), then the root tier in a
 # throwaway sandbox (test/sandbox.sh: private net/mount/pid namespaces, tmpfs
 # /run), then the systemd end-to-end tier in a throwaway container.
-test: test-unit test-root test-e2e test-vm
+test: test-unit test-fuzz test-root test-e2e test-vm
 
 test-unit:
 	$(GO) vet ./...
@@ -91,10 +91,13 @@ $(B)/vpnc-bench: FORCE
 bench: build $(TOOLS) $(B)/vpnc-bench
 	test/sandbox.sh $(B)/vpnc-bench -repo $(CURDIR) -build $(abspath $(B))
 
-# Short fuzzing of the YAML → validated model path and the parsers.
-fuzz:
-	$(GO) test ./internal/config -run '^$$' -fuzz FuzzCompile -fuzztime 20s
-	$(GO) test ./internal/wgquick -run '^$$' -fuzz FuzzParse -fuzztime 10s
+# Short fuzzing of the YAML → validated model path and the parsers (part of
+# make test; make fuzz FUZZTIME=10m for a longer run).
+FUZZTIME ?= 8s
+test-fuzz fuzz:
+	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParseEndpoint$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/wgquick -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 golden:
 	$(GO) test ./internal/generator ./generator ./internal/firewall ./internal/cli/schemacheck -update
@@ -115,7 +118,9 @@ install-files:
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(GENERATORDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)/etc/vpn-confinement.d
 	install -m 0755 $(addprefix $(B)/,$(HELPERS)) $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0755 $(B)/vpn-confinement-generator $(DESTDIR)$(GENERATORDIR)/vpn-confinement-generator
-	install -m 0644 $(addprefix $(B)/units/,$(UNITS)) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	# Templates are rendered here, with this install's LIBEXECDIR, so the
+	# units always name the helpers actually installed.
+	for u in $(UNITS); do sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' units/$$u.in > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	install -m 0644 $(B)/man/vpn-confinement.d.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 $(B)/man/vpn-confinement-generator.8 $(B)/man/vpn-confinement.8 $(DESTDIR)$(MANDIR)/man8/
 	install -d $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(DATADIR)
