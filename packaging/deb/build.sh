@@ -34,6 +34,11 @@ install -D -m 0644 "$repo/contrib/bash-completion/vpn-confinement" "$stage/usr/s
 install -D -m 0644 "$repo/schema/vpn-confinement.schema.json" "$stage/usr/share/vpn-confinement/vpn-confinement.schema.json"
 gzip -9n "$stage"/usr/share/man/man*/*.[58]
 install -D -m 0644 "$here/copyright" "$stage/usr/share/doc/vpn-confinement/copyright"
+# A native package's changelog (Debian format), required by policy.
+printf 'vpn-confinement (%s) unstable; urgency=medium\n\n  * Package built from commit %s.\n\n -- vpn-confinement maintainers <maintainers@users.noreply.github.com>  %s\n' \
+	"$version" "$commit" "$(date -u -R)" | gzip -9n > "$stage/usr/share/doc/vpn-confinement/changelog.gz"
+chmod 0644 "$stage/usr/share/doc/vpn-confinement/changelog.gz"
+install -D -m 0644 "$here/lintian-overrides" "$stage/usr/share/lintian/overrides/vpn-confinement"
 
 # Keys live below the config dir: root only.
 chmod 0755 "$stage/etc/vpn-confinement.d"

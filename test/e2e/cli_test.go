@@ -172,3 +172,62 @@ func listFiles(t *testing.T, root string) []string {
 }
 
 var _ = fmt.Sprint
+
+// TestDebInstall builds the Debian package (packaging/deb/build.sh), checks
+// lintian reports no error, installs it into a fresh container with dpkg,
+// and runs a confined service from the packaged files.
+func TestDebInstall(t *testing.T) {
+	testutil.RequireSandbox(t)
+	for _, tool := range []string{"dpkg-deb", "lintian"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (.ci/run installs it)", tool)
+		}
+	}
+	out := t.TempDir()
+	cmd := exec.Command(filepath.Join(testutil.RepoRoot(), "packaging", "deb", "build.sh"), "0.0.0~test", out)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("build .deb: %v\n%s", err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(out, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("expected one .deb, got %v", debs)
+	}
+	if b, err := exec.Command("lintian", "--fail-on", "error", debs[0]).CombinedOutput(); err != nil {
+		t.Errorf("lintian errors: %v\n%s", err, b)
+	}
+	c, err := ct.Start(filepath.Join(testutil.RepoRoot(), "test", "e2e"), "deb", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	deb, _ := os.ReadFile(debs[0])
+	c.WriteFile("/tmp/vpn-confinement.deb", deb, 0o644)
+	for _, tool := range []string{"vpnc-probe", "vpnc-testpeer"} {
+		b, _ := os.ReadFile(filepath.Join(buildDir, tool))
+		c.WriteFile("/usr/local/bin/"+tool, b, 0o755)
+	}
+	mustRun(t, c, "dpkg", "-i", "/tmp/vpn-confinement.deb")
+	for _, f := range []string{"/usr/lib/systemd/system-generators/vpn-confinement-generator", "/usr/lib/systemd/system/vpn-ns@.service",
+		"/usr/lib/vpn-confinement/vpn-confinement-wireguard", "/usr/bin/vpn-confinement"} {
+		if r := c.Run("test", "-x", f); r.Code != 0 && !strings.HasSuffix(f, ".service") {
+			t.Errorf("%s not installed executable", f)
+		}
+	}
+	w, err := c.SetupWorld("debns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.Peers["debns"]
+	unit(t, c, "app.service", sleeper)
+	if err := w.InstallNamespace(p, w.NamespaceYAML(p, "wgdeb", "services:\n  - unit: app.service\n")); err != nil {
+		t.Fatal(err)
+	}
+	reload(t, c)
+	mustRun(t, c, "systemctl", "start", "app.service")
+	expectOpen(t, c, "app.service", true, "tcp", ct.SrvTunnel+":7")
+	if r := c.Run("/usr/bin/vpn-confinement", "verify", "app.service"); r.Code != 0 {
+		t.Errorf("verify from the package: %s", r)
+	}
+	mustRun(t, c, "dpkg", "-r", "vpn-confinement")
+}
