@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vpn-confinement/vpn-confinement/internal/typo"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -207,41 +208,21 @@ func schemaFields(t reflect.Type) map[string]reflect.Type {
 // unknownKeyMessage suggests the closest known key: typos must not silently
 // weaken a policy, and a hint saves a round trip.
 func unknownKeyMessage(k string, fields map[string]reflect.Type) string {
-	best, bestDist := "", 4
 	names := make([]string, 0, len(fields))
+	lower := map[string]string{}
 	for name := range fields {
 		names = append(names, name)
+		lower[strings.ToLower(name)] = name
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		if dist := editDistance(strings.ToLower(k), strings.ToLower(name)); dist < bestDist {
-			best, bestDist = name, dist
-		}
+	lowers := make([]string, 0, len(names))
+	for _, n := range names {
+		lowers = append(lowers, strings.ToLower(n))
 	}
-	if best != "" {
-		return fmt.Sprintf("unknown key (did you mean %q?)", best)
+	if best := typo.Closest(strings.ToLower(k), lowers, 3); best != "" {
+		return fmt.Sprintf("unknown key (did you mean %q?)", lower[best])
 	}
 	return "unknown key (known keys: " + strings.Join(names, ", ") + ")"
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // SchemaKeys lists the key paths a user sets: every scalar or list key

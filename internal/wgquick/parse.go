@@ -1,9 +1,12 @@
 package wgquick
 
 import (
+	"sort"
+
 	"bytes"
 	"cmp"
 	"fmt"
+	"github.com/vpn-confinement/vpn-confinement/internal/typo"
 	"io"
 	"math"
 	"net/netip"
@@ -229,36 +232,15 @@ func identifier(s string) bool {
 // (spacing, a missing letter, two swapped letters).
 func suggest(k string, keys map[string]string) string {
 	k = strings.Join(strings.Fields(k), "")
-	best, bestD := "", 3
-	for lower, canon := range keys {
-		if d := editDistance(k, lower); d < bestD || d == bestD && canon < best {
-			best, bestD = canon, d
-		}
+	lowers := make([]string, 0, len(keys))
+	for lower := range keys {
+		lowers = append(lowers, lower)
 	}
-	if bestD > 2 {
-		return ""
+	sort.Strings(lowers)
+	if best := typo.Closest(k, lowers, 2); best != "" {
+		return keys[best]
 	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }
 
 func (p *parser) interfaceKey(n int, key, value string) {
