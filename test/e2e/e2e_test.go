@@ -193,7 +193,13 @@ func TestConfinedService(t *testing.T) {
 		plan, _ := c.ReadFile("/run/systemd/generator/vpn-confinement/vpnapps.json")
 		if i := strings.Index(string(plan), `"hostAddr": "`); i > 0 {
 			host := strings.SplitN(string(plan)[i+13:], `"`, 2)[0]
-			expectOpen(t, c, "app.service", false, "tcp", host+":22")
+			if r := c.Run("/usr/local/bin/vpnc-probe", "tcp", host+":7"); r.Code != 0 {
+				t.Errorf("the host's echo on its host-link address %s is not reachable from the host: %s", host, r)
+			}
+			expectOpen(t, c, "app.service", false, "tcp", host+":7")
+			expectOpen(t, c, "app.service", false, "udp", host+":7")
+		} else {
+			t.Errorf("plan has no host link:\n%s", plan)
 		}
 		// Resolver IPC is hidden.
 		c.Sh("mkdir -p /run/nscd /run/systemd/resolve && touch /run/nscd/socket /run/systemd/resolve/io.systemd.Resolve")

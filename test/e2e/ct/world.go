@@ -72,7 +72,9 @@ systemd-run --quiet --unit=vpnsrv-peer ip netns exec vpnsrv /usr/local/bin/vpnc-
   -answer 10.123.0.77 -log /run/vpnc-test/dns.log -echo-log /run/vpnc-test/echo.log -ready /run/vpnc-test/peer.ready
 # A service on the host's own end of the uplink: reachable from the host,
 # never from a confined service.
-systemd-run --quiet --unit=host-echo /usr/local/bin/vpnc-testpeer -tcp-echo %[2]s:7 -udp-echo %[2]s:7 -ready /run/vpnc-test/host.ready
+# It listens on every address, so it also answers on host-link addresses
+# created later.
+systemd-run --quiet --unit=host-echo /usr/local/bin/vpnc-testpeer -tcp-echo 0.0.0.0:7 -udp-echo 0.0.0.0:7 -ready /run/vpnc-test/host.ready
 for i in $(seq 100); do [ -e /run/vpnc-test/peer.ready ] && [ -e /run/vpnc-test/host.ready ] && break; sleep 0.05; done
 [ -e /run/vpnc-test/peer.ready ] && [ -e /run/vpnc-test/host.ready ]
 `, UplinkIf, HostUplink, SrvUplink, SrvUplink2, SrvTunnel, SrvOtherNS)
