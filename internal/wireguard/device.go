@@ -169,6 +169,14 @@ func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.Net
 		// namespaces on this kernel (see perf-limit.md). Up() opens the
 		// UDP bind on this goroutine's thread: the birthplace.
 		err = d.dev.Up()
+		if err == nil && FwMark(wg) != 0 {
+			// wireguard-go may already have opened its bind on its own
+			// (its TUN up-detection fires right after NewDevice here), and
+			// a mark set before that is then never applied to the live
+			// socket. Reopening the bind applies it for certain; pinning
+			// depends on every outer packet carrying the mark.
+			err = d.dev.BindUpdate()
+		}
 		if err := d.step("device-up", err); err != nil {
 			return nil, fmt.Errorf("bring userspace device up: %w", err)
 		}
