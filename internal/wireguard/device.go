@@ -65,11 +65,15 @@ type Options struct {
 // Device is a tunnel that is up.
 type Device struct {
 	lastStep time.Time // for step timing
-	n        *plan.Namespace
-	log      *journal.Logger
-	opts     Options
-	target   *netns.NetNS
-	backend  string
+	// devUp and pendingPeers: the userspace device gets its peers only
+	// after it is up (see bringUpUserspace).
+	devUp        bool
+	pendingPeers string
+	n            *plan.Namespace
+	log          *journal.Logger
+	opts         Options
+	target       *netns.NetNS
+	backend      string
 
 	nl        *netlink.Handle // bound to target
 	wgc       *wgctrl.Client  // genetlink socket opened inside target
@@ -168,15 +172,7 @@ func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.Net
 		// Explicitly: wireguard-go's up detection is unreliable across
 		// namespaces on this kernel (see perf-limit.md). Up() opens the
 		// UDP bind on this goroutine's thread: the birthplace.
-		err = d.dev.Up()
-		if err == nil && FwMark(wg) != 0 {
-			// wireguard-go may already have opened its bind on its own
-			// (its TUN up-detection fires right after NewDevice here), and
-			// a mark set before that is then never applied to the live
-			// socket. Reopening the bind applies it for certain; pinning
-			// depends on every outer packet carrying the mark.
-			err = d.dev.BindUpdate()
-		}
+		err = d.bringUpUserspace()
 		if err := d.step("device-up", err); err != nil {
 			return nil, fmt.Errorf("bring userspace device up: %w", err)
 		}
@@ -349,6 +345,15 @@ func (d *Device) deviceLogger() *device.Logger {
 // several milliseconds of a ~5 ms bring-up. Kernel links use wgctrl.
 func (d *Device) configure(cfg wgtypes.Config) error {
 	if d.dev != nil {
+		if !d.devUp {
+			// Before the device is up: interface settings only; the peers
+			// follow in bringUpUserspace once the bind carries the mark.
+			iface, peers := cfg, cfg
+			iface.Peers, iface.ReplacePeers = nil, false
+			peers.PrivateKey, peers.ListenPort, peers.FirewallMark = nil, nil, nil
+			d.pendingPeers = uapiConfig(peers)
+			cfg = iface
+		}
 		if err := d.dev.IpcSet(uapiConfig(cfg)); err != nil {
 			return fmt.Errorf("configure %s: %w", d.n.WireGuard.Interface, err)
 		}
@@ -428,6 +433,30 @@ func uapiConfig(cfg wgtypes.Config) string {
 		}
 	}
 	return b.String()
+}
+
+// bringUpUserspace brings the embedded device up and only then adds the
+// peers. wireguard-go may already have opened its bind on its own (its TUN
+// up-detection fires right after NewDevice here), and a mark configured
+// before that is never applied to the live socket; so the bind is reopened
+// while there are no peers yet (no handshake can be lost in between), and
+// pinning can rely on every outer packet carrying the mark.
+func (d *Device) bringUpUserspace() error {
+	if err := d.dev.Up(); err != nil {
+		return err
+	}
+	d.devUp = true
+	if FwMark(&d.n.WireGuard) != 0 {
+		if err := d.dev.BindUpdate(); err != nil {
+			return fmt.Errorf("reopen bind with fwmark: %w", err)
+		}
+	}
+	peers := d.pendingPeers
+	d.pendingPeers = ""
+	if err := d.dev.IpcSet(peers); err != nil {
+		return fmt.Errorf("configure peers of %s: %w", d.n.WireGuard.Interface, err)
+	}
+	return nil
 }
 
 func (d *Device) link() (netlink.Link, error) {
