@@ -8,9 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vpn-confinement/vpn-confinement/internal/journal"
 )
 
 // Notify is a fake systemd notification socket ($NOTIFY_SOCKET) that
@@ -202,4 +205,34 @@ func (c *Capture) Stop() []string {
 		}
 	}
 	return lines
+}
+
+// LogBuffer holds a test's helper log (written from many goroutines).
+type LogBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *LogBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *LogBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Log returns a verbose logger for code under test; its output is shown
+// only when t fails.
+func Log(t testing.TB) (*journal.Logger, *LogBuffer) {
+	buf := &LogBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("helper log:\n%s", buf.String())
+		}
+	})
+	return journal.NewWriter(buf, true), buf
 }

@@ -393,11 +393,31 @@ func SocketDropIn(n *plan.Namespace, u plan.Unit) []byte {
 	return f.bytes()
 }
 
+// BlockPathPrefix starts the never-existing path of blocked units' assertion
+// (and NetworkNamespacePath=); `vpn-confinement verify` recognizes it.
+const BlockPathPrefix = "/dev/null/vpn-confinement-config-invalid"
+
+// TransientProperties turns a service drop-in into systemd-run -p
+// arguments, so a transient unit (vpn-confinement run, the e2e probes) is
+// confined exactly like a listed service. Only [Unit] and [Service]
+// settings are kept; Documentation= is dropped (it documents the listed
+// unit, not the transient one).
+func TransientProperties(dropIn []byte) []string {
+	var props []string
+	for _, s := range unitfile.Parse("50-vpn-confinement.conf", dropIn) {
+		if s.Key == "Documentation" || (s.Section != "Unit" && s.Section != "Service") {
+			continue
+		}
+		props = append(props, "-p", s.Key+"="+s.Value)
+	}
+	return props
+}
+
 // blockPath is a path that can never exist (nothing can live below the
 // /dev/null character device), so the assertion always fails; its text is
 // what `systemctl status` shows as the reason.
 func blockPath(source string) string {
-	return "/dev/null/vpn-confinement-config-invalid" + source
+	return BlockPathPrefix + source
 }
 
 // BlockDropIn keeps unit u from starting because its namespace file is

@@ -4,7 +4,6 @@ package wireguard
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,33 +25,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/testnet"
 )
 
-// syncBuffer collects log output from device goroutines; shown on failure.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLog(t *testing.T) (*journal.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("helper log:\n%s", buf.String())
-		}
-	})
-	return journal.NewWriter(buf, true), buf
-}
+func testLog(t *testing.T) (*journal.Logger, *testnet.LogBuffer) { return testnet.Log(t) }
 
 // waitHandshake sends a datagram into the tunnel (WireGuard handshakes
 // only when it has something to send) and waits for the handshake.

@@ -84,6 +84,22 @@ func (n *notifySocket) waitReady(d time.Duration) error {
 	}
 }
 
+// startTunnel starts the tunnel helper and returns once it reported
+// READY=1 (peers, addresses and routes exist); on failure nothing runs.
+func startTunnel(bin, planPath, name string, notify *notifySocket) (*exec.Cmd, error) {
+	wg := exec.Command(bin, "-plan", planPath, "run", name)
+	wg.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.path)
+	if err := wg.Start(); err != nil {
+		return nil, err
+	}
+	if err := notify.waitReady(10 * time.Second); err != nil {
+		wg.Process.Kill()
+		wg.Wait()
+		return nil, err
+	}
+	return wg, nil
+}
+
 func benchBringup(repo, build string, rounds int) error {
 	dir, err := os.MkdirTemp("", "vpnc-bench-up-")
 	if err != nil {
@@ -107,21 +123,14 @@ func benchBringup(repo, build string, rounds int) error {
 		return err
 	}
 	defer notify.conn.Close()
-	env := append(os.Environ(), "VPN_CONFINEMENT_STATE_DIR="+dir, "NOTIFY_SOCKET="+notify.path)
 
 	ours := func() (up, down time.Duration, err error) {
 		t0 := time.Now()
 		if out, err := exec.Command(nsBin, "-plan", planPath, "-state-dir", dir, "up", n.Name).CombinedOutput(); err != nil {
 			return 0, 0, fmt.Errorf("netns up: %v %s", err, out)
 		}
-		wg := exec.Command(wgBin, "-plan", planPath, "run", n.Name)
-		wg.Env = env
-		if err := wg.Start(); err != nil {
-			return 0, 0, err
-		}
-		if err := notify.waitReady(10 * time.Second); err != nil {
-			wg.Process.Kill()
-			wg.Wait()
+		wg, err := startTunnel(wgBin, planPath, n.Name, notify)
+		if err != nil {
 			return 0, 0, err
 		}
 		up = time.Since(t0)

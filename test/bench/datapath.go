@@ -184,15 +184,11 @@ ip netns exec p5srv iperf3 -s -D -B 10.123.0.1`, dir)
 		return err
 	}
 	defer notify.conn.Close()
-	wg := exec.Command(wgBin, "-plan", planPath, "run", n.Name)
-	wg.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.path)
-	if err := wg.Start(); err != nil {
+	wg, err := startTunnel(wgBin, planPath, n.Name, notify)
+	if err != nil {
 		return err
 	}
 	defer func() { wg.Process.Signal(syscall.SIGTERM); wg.Wait() }()
-	if err := notify.waitReady(10 * time.Second); err != nil {
-		return err
-	}
 	var with, without []float64
 	measureWith := func() error {
 		bps, err := iperf(n.Name, "10.123.0.1", 3)

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
-	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
@@ -39,15 +38,7 @@ var userRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$`)
 // o.Plan's namespace: the [Unit] and [Service] settings of the drop-in of a
 // synthetic listed unit "run".
 func Properties(n *plan.Namespace, hardening string) []string {
-	drop := units.ServiceDropIn(n, plan.Unit{Name: "run.service", HardeningProfile: hardening}, nil)
-	var props []string
-	for _, s := range unitfile.Parse("run.service.d/50-vpn-confinement.conf", drop) {
-		if s.Key == "Documentation" || (s.Section != "Unit" && s.Section != "Service") {
-			continue
-		}
-		props = append(props, "-p", s.Key+"="+s.Value)
-	}
-	return props
+	return units.TransientProperties(units.ServiceDropIn(n, plan.Unit{Name: "run.service", HardeningProfile: hardening}, nil))
 }
 
 // Argv builds the systemd-run command line.

@@ -4,6 +4,7 @@ package verify
 
 import (
 	"fmt"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,4 +88,4 @@ func blockedBy(p paths.Paths, unit string) string {
 }
 
 // blockPrefix is the never-existing path prefix of units.BlockDropIn.
-const blockPrefix = "/dev/null/vpn-confinement-config-invalid"
+const blockPrefix = units.BlockPathPrefix

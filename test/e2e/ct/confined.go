@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
 // DropInProperties reads the generator's drop-in for unit inside the
@@ -18,13 +18,7 @@ func (c *Container) DropInProperties(unit string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read drop-in of %s: %w", unit, err)
 	}
-	var props []string
-	for _, s := range unitfile.Parse(path, b) {
-		if s.Key == "Documentation" {
-			continue
-		}
-		props = append(props, "-p", s.Key+"="+s.Value)
-	}
+	props := units.TransientProperties(b)
 	return props, nil
 }
 
