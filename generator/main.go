@@ -48,22 +48,33 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	// Under systemd stderr goes nowhere useful this early; the kernel log
 	// reaches the journal once it runs.
 	log := kmsg.Open(units.Generator, !*noKmsg && !*dryRun, *verbose)
-	defer func() {
-		// Never crash the boot path without saying why.
-		if r := recover(); r != nil {
-			log.Logf(kmsg.Err, "internal error: %v", r)
-			code = 1
-		}
-	}()
-
 	opts := generator.Options{ConfigDir: *configDir, StateDir: *stateDir}
 	if *unitPath != "" {
 		opts.UnitPath = strings.Split(*unitPath, ":")
 	}
+	// Fail closed even when we fail: if compiling breaks (a bug that
+	// panics, a config dir that cannot be read), block every unit any
+	// config file names or any namespace ran, rather than writing nothing
+	// and letting them start on the host network.
+	fallback := func(why string) int {
+		log.Logf(kmsg.Err, "%s; blocking every unit named in %s or recorded in %s", why, opts.ConfigDir, opts.StateDir)
+		if *dryRun {
+			return 1
+		}
+		fb := generator.Fallback(opts)
+		if err := genout.Write(dirs[0], fb.Files, fb.Links); err != nil {
+			log.Logf(kmsg.Err, "write fallback output: %v", err)
+		}
+		return 1
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			code = fallback(fmt.Sprintf("internal error: %v", r))
+		}
+	}()
 	out, err := generator.Generate(opts)
 	if err != nil {
-		log.Logf(kmsg.Err, "%v", err)
-		return 1
+		return fallback(err.Error())
 	}
 	invalid := 0
 	for _, r := range out.Results {

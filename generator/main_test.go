@@ -118,3 +118,26 @@ func TestDryRun(t *testing.T) {
 		t.Errorf("dry-run output lacks the block drop-in:\n%s", out)
 	}
 }
+
+// TestUnreadableConfigDirFailsClosed: when the config dir cannot be read
+// the generator still blocks the units recorded at the last good start.
+func TestUnreadableConfigDirFailsClosed(t *testing.T) {
+	bin := buildGenerator(t)
+	tmp := t.TempDir()
+	notADir := filepath.Join(tmp, "config")
+	os.WriteFile(notADir, []byte("x"), 0o644)
+	state := filepath.Join(tmp, "state")
+	os.MkdirAll(state, 0o755)
+	os.WriteFile(filepath.Join(state, "media.units"), []byte("qbittorrent.service\n"), 0o644)
+	out := filepath.Join(tmp, "out")
+	cmd := exec.Command(bin, "-no-kmsg", out)
+	cmd.Env = append(os.Environ(), "VPN_CONFINEMENT_CONFIG_DIR="+notADir, "VPN_CONFINEMENT_STATE_DIR="+state)
+	b, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Errorf("want a non-zero exit when the config dir is unreadable")
+	}
+	drop, rerr := os.ReadFile(filepath.Join(out, "qbittorrent.service.d", "50-vpn-confinement.conf"))
+	if rerr != nil || !strings.Contains(string(drop), "AssertPathExists=/dev/null/vpn-confinement-config-invalid") {
+		t.Errorf("recorded unit not blocked: %v\n%s\ngenerator said: %s", rerr, drop, b)
+	}
+}

@@ -92,6 +92,9 @@ func CompileFile(path string, src []byte, env Env) *Result {
 // so a typo elsewhere cannot unconfine the units it lists.
 var unitScanRe = regexp.MustCompile(`(?m)^[\s-]*unit\s*:\s*["']?([^"'\s#]+)`)
 
+// ScanUnits is the lenient scan for callers that cannot compile at all.
+func ScanUnits(src []byte) []string { return scanUnits(src) }
+
 func scanUnits(src []byte) []string {
 	var out []string
 	for _, m := range unitScanRe.FindAllSubmatch(src, -1) {

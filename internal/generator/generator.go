@@ -139,6 +139,49 @@ func Generate(o Options) (*Output, error) {
 	return out, nil
 }
 
+// Fallback is the output when compiling failed unexpectedly (a bug that
+// panicked, a config dir that cannot be listed): without it the listed
+// units would start on the host network. It blocks every unit named in any
+// config file (lenient text scan) or recorded at any namespace's last good
+// start; it needs nothing but file reads, so it still works when Generate
+// does not.
+func Fallback(o Options) *Output {
+	if o.ConfigDir == "" {
+		o.ConfigDir = DefaultConfigDir
+	}
+	if o.StateDir == "" {
+		o.StateDir = plan.StateDir
+	}
+	out := &Output{Files: map[string][]byte{}, Links: map[string]string{}, Blocked: map[string]string{}}
+	block := func(source string, us []string) {
+		for _, u := range us {
+			if _, done := out.Blocked[u]; done || !config.ValidUnitName(u) {
+				continue
+			}
+			out.Blocked[u] = source
+			out.Files[u+".d/"+config.DropInName] = units.BlockDropIn(source, u)
+		}
+	}
+	if entries, err := os.ReadDir(o.ConfigDir); err == nil {
+		for _, e := range entries {
+			if _, ok := config.NameFromPath(e.Name()); !ok || e.IsDir() {
+				continue
+			}
+			p := filepath.Join(o.ConfigDir, e.Name())
+			if b, err := os.ReadFile(p); err == nil {
+				block(p, config.ScanUnits(b))
+			}
+		}
+	}
+	if records, err := filepath.Glob(filepath.Join(o.StateDir, "*.units")); err == nil {
+		for _, r := range records {
+			name := strings.TrimSuffix(filepath.Base(r), ".units")
+			block(filepath.Join(o.ConfigDir, name+".yaml"), readStateRecord(o.StateDir, name))
+		}
+	}
+	return out
+}
+
 func compileFile(p string, env config.Env) *config.Result {
 	f, err := os.Open(p)
 	if err != nil {

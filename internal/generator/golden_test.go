@@ -1,7 +1,6 @@
 package generator
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,7 +34,18 @@ func TestGolden(t *testing.T) {
 			}
 			got := gentest.ReadTree(t, dir, c)
 			c.Compare(t, got, strings.Join(diags, "\n")+"\n")
-			_ = filepath.Join
 		})
+	}
+}
+
+// TestFallbackBlocksEverything: the fallback output blocks every unit of
+// every file, valid or not, and every recorded unit.
+func TestFallbackBlocksEverything(t *testing.T) {
+	c := gentest.Prepare(t, "12-unparsable")
+	out := Fallback(Options{ConfigDir: c.ConfigDir, StateDir: c.StateDir})
+	for _, u := range []string{"transmission.service", "lidarr.service", "old-tool.service", "deleted-tool.service"} {
+		if _, ok := out.Blocked[u]; !ok {
+			t.Errorf("%s not blocked by the fallback (blocked: %v)", u, out.Blocked)
+		}
 	}
 }
