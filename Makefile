@@ -91,8 +91,10 @@ $(B)/vpnc-bench: FORCE
 bench: build $(TOOLS) $(B)/vpnc-bench
 	test/sandbox.sh $(B)/vpnc-bench -repo $(CURDIR) -build $(abspath $(B))
 
-# Short fuzzing of the YAML → validated model path and the parsers (part of
-# make test; make fuzz FUZZTIME=10m for a longer run. A count, not a duration: a duration can end mid-work, which go test reports as "context deadline exceeded".
+# Short fuzzing of the YAML → validated model path and the parsers, part of
+# make test (make fuzz FUZZTIME=10m for a longer run). The budget is a count,
+# not a duration: a duration can end mid-work, which go test then reports as
+# "context deadline exceeded".
 FUZZTIME ?= 40000x
 test-fuzz fuzz:
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime $(FUZZTIME)

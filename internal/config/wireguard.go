@@ -319,7 +319,7 @@ func (c *compiler) compileEndpointsAndPinning(n *plan.Namespace, s *wireguardSch
 	wg.Pinning = &plan.Pinning{FwMark: uint32(mark), Table: "vpnc_pin_" + c.name}
 }
 
-// hostAddrs returns the IPv4 address of a /30 base + off.
+// addrAdd returns a + off (host addresses inside a host-link /30).
 func addrAdd(a netip.Addr, off int) netip.Addr {
 	for ; off > 0; off-- {
 		a = a.Next()

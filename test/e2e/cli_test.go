@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,8 +169,6 @@ func listFiles(t *testing.T, root string) []string {
 	sort.Strings(out)
 	return out
 }
-
-var _ = fmt.Sprint
 
 // TestDebInstall builds the Debian package (packaging/deb/build.sh), checks
 // lintian reports no error, installs it into a fresh container with dpkg,

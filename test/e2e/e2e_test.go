@@ -26,7 +26,9 @@ func TestMain(m *testing.M) {
 		if os.Geteuid() != 0 || os.Getenv("VPNC_SANDBOX") != "1" {
 			return m.Run() // tests skip themselves
 		}
-		dir, err := os.MkdirTemp("", "vpnc-e2e-build-")
+		// On the sandbox's private tmpfs /run: gone with the sandbox even if
+		// this process is killed.
+		dir, err := os.MkdirTemp("/run", "vpnc-e2e-build-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
