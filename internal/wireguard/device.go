@@ -69,11 +69,15 @@ type Device struct {
 	// after it is up (see bringUpUserspace).
 	devUp        bool
 	pendingPeers string
-	n            *plan.Namespace
-	log          *journal.Logger
-	opts         Options
-	target       *netns.NetNS
-	backend      string
+	// pinIno is the inode of target if /run/netns/NAME pinned it at
+	// creation (always, under systemd); Run then treats a removed or
+	// replaced pin as the end of the tunnel. 0: not watched.
+	pinIno  uint64
+	n       *plan.Namespace
+	log     *journal.Logger
+	opts    Options
+	target  *netns.NetNS
+	backend string
 
 	nl        *netlink.Handle // bound to target
 	wgc       *wgctrl.Client  // genetlink socket opened inside target
@@ -118,6 +122,7 @@ func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.Net
 	start := time.Now()
 	wg := &n.WireGuard
 	d := &Device{n: n, log: log, opts: opts, target: target, lastStep: start}
+	d.pinIno = d.pinnedInode()
 	defer func() {
 		if err != nil {
 			d.Close()

@@ -61,7 +61,9 @@ func (d *Device) Run(ctx context.Context) error {
 		d.log.Warnf("cannot subscribe to link events in namespace %s: %v", d.n.Name, err)
 		updates = nil
 	}
-	pinIno := d.pinnedInode()
+	// The pin was recorded by Create: deciding here would miss a pin
+	// deleted between Create and Run, and then never watch it.
+	pinIno := d.pinIno
 	// A link deleted between Create and the subscription sent no event.
 	if err := d.check(pinIno); err != nil {
 		return err
