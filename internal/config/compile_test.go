@@ -269,6 +269,9 @@ func FuzzCompile(f *testing.F) {
 	f.Add([]byte(base + "hostLink:\n  enable: true\negress:\n  mode: allowList\n  allowedCidrs: [1.1.1.0/24]\n"))
 	f.Add([]byte("dns: [\n"))
 	f.Add([]byte("wireguard:\n  peers:\n    - endpoint: \"[::1]:1\"\n"))
+	for _, s := range strictShapes {
+		f.Add([]byte(s.src))
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		r := CompileFile("/c/f.yaml", src, Env{ReadFile: func(string) ([]byte, error) { return nil, nil }})
 		CompileAll([]*Result{r})
@@ -276,6 +279,7 @@ func FuzzCompile(f *testing.F) {
 			if _, err := r.Plan.Marshal(); err != nil {
 				t.Fatal(err)
 			}
+			checkNoTruncation(t, src)
 		}
 		for _, d := range r.Diags {
 			_ = d.String()

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"regexp"
 	"sort"
@@ -69,9 +71,19 @@ func decode(file string, src []byte) *decoded {
 		d.fatal = true
 		return d
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(src, &root); err != nil {
-		d.diags = append(d.diags, yamlErrorDiags(file, err)...)
+	// Strict YAML: a tab in the indentation, a syntax error anywhere (also
+	// after the first document), or a second document make the file
+	// unparsable. yaml.Unmarshal reads only the first document and never
+	// reports what follows it, which once let a "---" hide the services
+	// list (they then ran on the host's network).
+	if tabs := tabIndentDiags(file, src); len(tabs) > 0 {
+		d.diags = append(d.diags, tabs...)
+		d.fatal = true
+		return d
+	}
+	root, extra := decodeDocuments(file, src)
+	if len(extra) > 0 {
+		d.diags = append(d.diags, extra...)
 		d.fatal = true
 		return d
 	}
@@ -98,6 +110,105 @@ func decode(file string, src []byte) *decoded {
 	return d
 }
 
+// decodeDocuments parses src as exactly one YAML document. Every problem
+// that yaml.Unmarshal would swallow is reported: a syntax error after the
+// first document, a second document ("---" or content after "..."), and
+// content indented less than the first key (YAML ends the document there).
+func decodeDocuments(file string, src []byte) (yaml.Node, Diags) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return yaml.Node{}, nil // empty file: one empty document
+		}
+		return root, yamlErrorDiags(file, err)
+	}
+	var next yaml.Node
+	err := dec.Decode(&next)
+	switch {
+	case errors.Is(err, io.EOF):
+		return root, nil
+	case err == nil:
+		line := next.Line
+		if sep := documentSeparator(src, line); sep > 0 {
+			line = sep
+		}
+		return root, Diags{{File: file, Line: line, Column: 1, Message: "a second YAML document starts here; a namespace file holds exactly one document (remove the \"---\" and merge the keys, or move them to another NAME.yaml)"}}
+	default:
+		if ds := outdentDiags(file, src, &root); len(ds) > 0 {
+			return root, ds
+		}
+		return root, yamlErrorDiags(file, err)
+	}
+}
+
+// documentSeparator returns the line (1-based) of the last "---" or "..."
+// marker before line, or 0: the second document's node starts after it.
+func documentSeparator(src []byte, line int) int {
+	sep := 0
+	for i, l := range strings.Split(string(src), "\n") {
+		if i+1 >= line {
+			break
+		}
+		if t := strings.TrimRight(l, " \r"); strings.HasPrefix(t, "---") || t == "..." {
+			sep = i + 1
+		}
+	}
+	return sep
+}
+
+// outdentDiags explains the most common cause of "did not find expected
+// <document start>": the first key is indented, and a later line starts
+// further left, which ends the document in YAML's eyes.
+func outdentDiags(file string, src []byte, root *yaml.Node) Diags {
+	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	col := root.Content[0].Column
+	if col <= 1 {
+		return nil
+	}
+	for i, l := range strings.Split(string(src), "\n") {
+		t := strings.TrimLeft(l, " ")
+		if t == "" || strings.HasPrefix(t, "#") || i+1 <= root.Content[0].Line {
+			continue
+		}
+		if ind := len(l) - len(t); ind+1 < col {
+			return Diags{{File: file, Line: i + 1, Column: ind + 1, Message: fmt.Sprintf("indentation: this line starts in column %d, left of the first key (line %d, column %d), which ends the YAML document here; top-level keys must start in the same column (best: column 1)", ind+1, root.Content[0].Line, col)}}
+		}
+	}
+	return nil
+}
+
+// tabIndentDiags reports every line whose indentation contains a tab: YAML
+// forbids tabs there, and the parser's own message ("found character that
+// cannot start any token") does not say so.
+func tabIndentDiags(file string, src []byte) Diags {
+	var out Diags
+	for i, l := range strings.Split(string(src), "\n") {
+		for j, r := range l {
+			if r == '\t' {
+				out = append(out, Diag{File: file, Line: i + 1, Column: j + 1, Message: "a tab character in the indentation; YAML indents with spaces only"})
+				break
+			}
+			if r != ' ' && r != '-' {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// yamlHints explains the parser's messages that do not name their usual
+// cause, which is nearly always indentation.
+var yamlHints = map[string]string{
+	"mapping values are not allowed in this context": "usually a key indented differently from the keys above it, or a value containing \": \" that needs quotes",
+	"did not find expected key":                      "check the indentation: keys of one mapping must start in the same column",
+	"did not find expected '-' indicator":            "a list item or the key after a list is indented differently from the items above it",
+	"did not find expected <document start>":         "content after the end of the document: check the indentation of this line",
+	"found character that cannot start any token":    "a value starting with @ or ` must be quoted",
+}
+
 var yamlLineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // yamlErrorDiags turns yaml.v3 errors ("yaml: line 3: ...", or a TypeError
@@ -116,6 +227,9 @@ func yamlErrorDiags(file string, err error) Diags {
 		if sm := yamlLineRe.FindStringSubmatch(m); sm != nil {
 			d.Line, _ = strconv.Atoi(sm[1])
 			d.Message = sm[2]
+		}
+		if h, ok := yamlHints[d.Message]; ok {
+			d.Message += " (" + h + ")"
 		}
 		out = append(out, d)
 	}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// strictShapes are files whose head is valid but whose tail YAML's
+// single-document reader drops: each must be unparsable (fail closed: its
+// units blocked), with a diagnostic at the line where the problem starts.
+var strictShapes = []struct {
+	name, src string
+	line      int
+	msg       string
+}{
+	{"second document holding the services", strings.Replace(base, "services:", "---\nservices:", 1), 10, "a second YAML document starts here"},
+	{"second document after the services", base + "---\negress:\n  mode: allowList\n", 12, "a second YAML document starts here"},
+	{"content after a document end marker", base + "...\negress:\n  mode: allowList\n", 0, "did not find expected <document start>"},
+	{"syntax error after the first document", base + "---\negress: [\n", 0, ""},
+	{"misindented tail block", base + "  egress: {mode: allowList, allowedCidrs: [1.1.1.1]}\n x: 1\n", 0, ""},
+	{"first line indented", " " + strings.Replace(base, "\n", "\n", 1), 3, "indentation: this line starts in column 1, left of the first key"},
+	{"tab in indentation", strings.Replace(base, "  servers:", "\tservers:", 1), 2, "a tab character in the indentation"},
+	{"tab after a list dash", strings.Replace(base, "  - unit:", "  -\tunit:", 1), 11, "a tab character in the indentation"},
+	{"key indented one more than its siblings", strings.Replace(base, "  addresses:", "   addresses:", 1), 5, "indented"},
+}
+
+func TestStrictYAML(t *testing.T) {
+	for _, tc := range strictShapes {
+		t.Run(tc.name, func(t *testing.T) {
+			r := compile(t, tc.src)
+			if r.Plan != nil || r.Parsed {
+				t.Fatalf("accepted (parsed=%v): a truncated file must never compile; diags:\n%s", r.Parsed, dump(r.Diags))
+			}
+			if !r.Diags.HasErrors() {
+				t.Fatal("no error")
+			}
+			d := r.Diags.Errors()[0]
+			if d.Line == 0 {
+				t.Errorf("error without a line: %v", d)
+			}
+			if tc.line != 0 && d.Line != tc.line {
+				t.Errorf("error at line %d, want %d: %v", d.Line, tc.line, d)
+			}
+			if !strings.Contains(d.Message, tc.msg) {
+				t.Errorf("message %q does not contain %q", d.Message, tc.msg)
+			}
+			// Fail closed: the units named in the file are still known,
+			// so the generator blocks them.
+			if !contains(r.Units, "app.service") {
+				t.Errorf("units %v: app.service would not be blocked", r.Units)
+			}
+		})
+	}
+}
+
+func TestStrictYAMLAcceptsOneDocument(t *testing.T) {
+	for name, src := range map[string]string{
+		"leading document marker":  "---\n" + base,
+		"trailing document end":    base + "...\n",
+		"comments after the end":   base + "# the end\n\n",
+		"comment-only indentation": base + "   # an indented comment\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if r := compile(t, src); r.Plan == nil {
+				t.Fatalf("rejected:\n%s", dump(r.Diags))
+			}
+		})
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// lastContentLine is the last line of src that is not blank, a comment or
+// a document marker.
+func lastContentLine(src []byte) int {
+	last := 0
+	for i, l := range strings.Split(string(src), "\n") {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "#") || t == "---" || t == "..." {
+			continue
+		}
+		last = i + 1
+	}
+	return last
+}
+
+// maxNodeLine is the last line any node of the tree starts on, and whether
+// the tree holds a block scalar (whose text runs past its start line).
+func maxNodeLine(n *yaml.Node) (int, bool) {
+	m, block := n.Line, n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
+	for _, c := range n.Content {
+		l, b := maxNodeLine(c)
+		m, block = max(m, l), block || b
+	}
+	return m, block
+}
+
+// checkNoTruncation is FuzzCompile's invariant against silent truncation:
+// when a file compiles, the node tree it was compiled from reaches its
+// last line of content.
+func checkNoTruncation(t *testing.T, src []byte) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(src, &root); err != nil {
+		t.Fatalf("compiled, but yaml cannot parse it: %v", err)
+	}
+	got, block := maxNodeLine(&root)
+	if want := lastContentLine(src); !block && got < want {
+		t.Fatalf("compiled from a tree ending at line %d, but the file has content up to line %d:\n%s", got, want, src)
+	}
+}
