@@ -114,6 +114,13 @@ type compiler struct {
 	units    []string
 	manualHL bool
 	ha       bool
+	// peerLines locates peers imported from wireguard.configFile.
+	peerLines map[int]srcLine
+}
+
+type srcLine struct {
+	file string
+	line int
 }
 
 func (c *compiler) errorf(key, f string, a ...any) { c.d.errorf(key, f, a...) }
@@ -217,7 +224,14 @@ func (c *compiler) compileDNS(n *plan.Namespace, wgq *wgQuickImport) {
 		c.errorf("dns.servers", "must list at least one resolver reachable through the tunnel (strict DNS pins name resolution to it)")
 	}
 	if len(n.DNS.Servers) > 3 {
-		c.errorf("dns.servers", "lists %d resolvers; the C library uses only the first 3, so the rest would be allowed through the firewall but never used", len(n.DNS.Servers))
+		if len(s.Servers) == 0 {
+			// From a provider file the admin cannot easily edit: the same
+			// as import-wg-quick, the first 3 are used and the rest named.
+			c.warnf("wireguard.configFile", "the provider file lists %d resolvers; the C library uses only 3, so only %s are used (not %s)", len(n.DNS.Servers), joinAddrs(n.DNS.Servers[:3]), joinAddrs(n.DNS.Servers[3:]))
+			n.DNS.Servers = n.DNS.Servers[:3]
+		} else {
+			c.errorf("dns.servers", "lists %d resolvers; the C library uses only the first 3, so the rest would be allowed through the firewall but never used", len(n.DNS.Servers))
+		}
 	}
 	for i, dom := range search {
 		if !ValidSearchDomain(dom) {
@@ -236,6 +250,14 @@ func (c *compiler) compileDNS(n *plan.Namespace, wgq *wgQuickImport) {
 			c.warnf("dns.allowHostResolverIPC", "host resolver IPC (nscd, D-Bus) stays reachable: names may be resolved over the host's network")
 		}
 	}
+}
+
+func joinAddrs(as []netip.Addr) string {
+	ss := make([]string, len(as))
+	for i, a := range as {
+		ss[i] = a.String()
+	}
+	return strings.Join(ss, ", ")
 }
 
 func (c *compiler) ports(key string, in []int) []uint16 {

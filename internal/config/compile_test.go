@@ -118,7 +118,9 @@ func TestRules(t *testing.T) {
 		{"N20 endpoint syntax", strings.Replace(base, "198.51.100.7:51820", "198.51.100.7", 1), "wireguard.peers[0].endpoint", "IPv4:port", false},
 		{"N20 port 0", strings.Replace(base, "198.51.100.7:51820", "198.51.100.7:0", 1), "wireguard.peers[0].endpoint", "", false},
 		{"N21 hostname", strings.Replace(base, "198.51.100.7:51820", "vpn.example.net:51820", 1), "wireguard.peers[0].endpoint", "is a hostname", false},
-		{"N22 refresh", strings.Replace(strings.Replace(base, "198.51.100.7:51820", "vpn.example.net:51820", 1), "wireguard:\n", "wireguard:\n  allowHostnameEndpoints: true\n", 1), "wireguard.peers[0].endpoint", "endpointRefreshSeconds > 0", false},
+		// N22: an explicit 0 is an error; unset defaults to 300 s (TestHostnameEndpointDefaults).
+		{"N22 refresh", strings.Replace(strings.Replace(base, "198.51.100.7:51820", "vpn.example.net:51820", 1), "wireguard:\n", "wireguard:\n  allowHostnameEndpoints: true\n  endpointRefreshSeconds: 0\n", 1), "wireguard.endpointRefreshSeconds", "set it > 0", false},
+		{"N21 hostname names the key to add", strings.Replace(base, "198.51.100.7:51820", "vpn.example.net:51820", 1), "wireguard.peers[0].endpoint", "need wireguard.allowHostnameEndpoints: true in ns.yaml", false},
 		{"W2 hostname", strings.Replace(strings.Replace(base, "198.51.100.7:51820", "vpn.example.net:51820", 1), "wireguard:\n", "wireguard:\n  allowHostnameEndpoints: true\n  endpointRefreshSeconds: 60\n", 1), "wireguard.allowHostnameEndpoints", "resolved by the tunnel helper", true},
 		// IPv6 consistency (N24 and defect 4).
 		{"N24 tunnel without v6", base + "ipv6:\n  mode: tunnel\n", "ipv6.mode", "requires an IPv6 tunnel address", false},
@@ -285,4 +287,48 @@ func FuzzCompile(f *testing.F) {
 			_ = d.String()
 		}
 	})
+}
+
+func TestHostnameEndpointDefaults(t *testing.T) {
+	src := strings.Replace(strings.Replace(base, "198.51.100.7:51820", "vpn.example.net:51820", 1), "wireguard:\n", "wireguard:\n  allowHostnameEndpoints: true\n", 1)
+	r := compile(t, src)
+	if r.Plan == nil {
+		t.Fatalf("rejected:\n%s", dump(r.Diags))
+	}
+	if got := r.Plan.WireGuard.Peers[0].EndpointRefreshSeconds; got != DefaultEndpointRefresh {
+		t.Errorf("refresh %d, want the default %d", got, DefaultEndpointRefresh)
+	}
+}
+
+// A hostname endpoint in a provider file is reported once, at its line in
+// that file, naming the key to add (it used to cost two rounds of errors,
+// both at ns.yaml:1:1).
+func TestHostnameEndpointInProviderFile(t *testing.T) {
+	conf := "[Interface]\nPrivateKey = " + key2 + "\nAddress = 10.2.0.2/32\nDNS = 10.2.0.1\n\n[Peer]\nPublicKey = " + key1 + "\nAllowedIPs = 0.0.0.0/0\nEndpoint = nl-42.vpn.example.net:51820\n"
+	env := Env{ReadFile: func(string) ([]byte, error) { return []byte(conf), nil }}
+	r := CompileFile("/etc/vpn-confinement.d/ns.yaml", []byte("wireguard:\n  configFile: /etc/vpn-confinement.d/keys/p.conf\nservices:\n  - unit: app.service\n"), env)
+	CompileAll([]*Result{r})
+	errs := r.Diags.Errors()
+	if len(errs) != 1 {
+		t.Fatalf("want exactly one error, got:\n%s", dump(r.Diags))
+	}
+	if e := errs[0]; e.File != "/etc/vpn-confinement.d/keys/p.conf" || e.Line != 9 || !strings.Contains(e.Message, "allowHostnameEndpoints: true") {
+		t.Errorf("error %v: want it at p.conf:9 naming allowHostnameEndpoints", e)
+	}
+}
+
+func TestProviderFileWithFourResolvers(t *testing.T) {
+	conf := "[Interface]\nPrivateKey = " + key2 + "\nAddress = 10.2.0.2/32\nDNS = 10.2.0.1, 10.2.0.2, 10.2.0.3, 10.2.0.4\n\n[Peer]\nPublicKey = " + key1 + "\nAllowedIPs = 0.0.0.0/0\nEndpoint = 198.51.100.7:51820\n"
+	env := Env{ReadFile: func(string) ([]byte, error) { return []byte(conf), nil }}
+	r := CompileFile("/etc/vpn-confinement.d/ns.yaml", []byte("wireguard:\n  configFile: /etc/vpn-confinement.d/keys/p.conf\nservices:\n  - unit: app.service\n"), env)
+	CompileAll([]*Result{r})
+	if r.Plan == nil {
+		t.Fatalf("rejected (import-wg-quick keeps the first 3, so must configFile):\n%s", dump(r.Diags))
+	}
+	if n := len(r.Plan.DNS.Servers); n != 3 {
+		t.Errorf("%d resolvers, want 3", n)
+	}
+	if !strings.Contains(dump(r.Diags.Warnings()), "only 10.2.0.1, 10.2.0.2, 10.2.0.3 are used (not 10.2.0.4)") {
+		t.Errorf("no warning naming the dropped resolver:\n%s", dump(r.Diags))
+	}
 }

@@ -64,7 +64,12 @@ func (c *compiler) convertWgQuick(n *plan.Namespace, path string, data []byte) *
 		if !fp.PresharedKey.Value.IsZero() {
 			p.PresharedKey = &plan.KeySource{WgQuickFile: path, Credential: CredWgQuick}
 		}
+		if c.peerLines == nil {
+			c.peerLines = map[int]srcLine{}
+		}
+		c.peerLines[i] = srcLine{path, fp.Line}
 		if fp.Endpoint.IsSet() {
+			c.peerLines[i] = srcLine{path, fp.Endpoint.Line}
 			host, port, _, err := ParseEndpoint(fp.Endpoint.Value)
 			if err != nil {
 				at(SevError, fp.Endpoint.Line, "Endpoint", "must be IPv4:port, [IPv6]:port or hostname:port: %v", err)

@@ -51,6 +51,21 @@ func (c *compiler) absPath(key, p string) bool {
 	return true
 }
 
+// DefaultEndpointRefresh is how often hostname endpoints are re-resolved
+// when wireguard.endpointRefreshSeconds is not set (seconds).
+const DefaultEndpointRefresh = 300
+
+// peerError reports a problem of peer i where the admin can see it: at the
+// peer's line in the provider file when it came from wireguard.configFile,
+// and at the YAML key otherwise.
+func (c *compiler) peerError(i int, key, format string, args ...any) {
+	if loc, ok := c.peerLines[i]; ok {
+		c.d.diags = append(c.d.diags, Diag{File: loc.file, Line: loc.line, Key: "Endpoint", Message: fmt.Sprintf(format, args...)})
+		return
+	}
+	c.errorf(key, format, args...)
+}
+
 func (c *compiler) compileWireGuard(n *plan.Namespace, wgq *wgQuickImport) {
 	s := &c.d.schema.WireGuard
 	wg := &n.WireGuard
@@ -261,7 +276,13 @@ func (c *compiler) compilePeers(n *plan.Namespace, s *wireguardSchema) {
 func (c *compiler) compileEndpointsAndPinning(n *plan.Namespace, s *wireguardSchema) {
 	wg := &n.WireGuard
 	allowHost := boolean(s.AllowHostnameEndpoints, false)
+	// Hostname endpoints are re-resolved every DefaultEndpointRefresh
+	// seconds unless set: requiring the key (as the reference does) only
+	// made admins discover one more error after the first.
 	ifaceRefresh := 0
+	if allowHost {
+		ifaceRefresh = DefaultEndpointRefresh
+	}
 	if s.EndpointRefreshSeconds != nil {
 		if *s.EndpointRefreshSeconds < 0 {
 			c.errorf("wireguard.endpointRefreshSeconds", "must not be negative")
@@ -285,9 +306,9 @@ func (c *compiler) compileEndpointsAndPinning(n *plan.Namespace, s *wireguardSch
 			hostnames++
 			key := fmt.Sprintf("wireguard.peers[%d].endpoint", i)
 			if !allowHost {
-				c.errorf(key, "%q is a hostname; endpoints are literal IP addresses unless wireguard.allowHostnameEndpoints is true", p.Endpoint.Host)
+				c.peerError(i, key, "%q is a hostname; hostname endpoints need wireguard.allowHostnameEndpoints: true in %s (they are then resolved on the host and re-resolved every %d s, see wireguard.endpointRefreshSeconds), or use the server's literal IP address", p.Endpoint.Host, filepath.Base(c.file), DefaultEndpointRefresh)
 			} else if p.EndpointRefreshSeconds <= 0 {
-				c.errorf(key, "hostname endpoints need endpointRefreshSeconds > 0 (on the peer or on wireguard) so address changes are picked up")
+				c.errorf("wireguard.endpointRefreshSeconds", "is 0 (never), but peer %d has the hostname endpoint %q: set it > 0 (default %d) so address changes are picked up", i, p.Endpoint.Host, DefaultEndpointRefresh)
 			}
 		}
 	}

@@ -58,7 +58,9 @@ var plainRe = regexp.MustCompile(`^[A-Za-z0-9/][A-Za-z0-9_.:/@=+-]*$`)
 // yq renders s as a YAML scalar: plain when unambiguous, else
 // double-quoted (a JSON string is a valid YAML double-quoted scalar).
 func yq(s string) string {
-	if plainRe.MatchString(s) && !strings.Contains(s, ": ") {
+	// IPv6 literals are always quoted: one ending in "::" would otherwise
+	// end in a mapping indicator and no longer be YAML.
+	if plainRe.MatchString(s) && !strings.Contains(s, ": ") && !strings.HasSuffix(s, ":") && strings.Count(s, ":") < 2 {
 		return s
 	}
 	b, _ := json.Marshal(s)

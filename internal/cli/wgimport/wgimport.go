@@ -339,9 +339,21 @@ func prevalidate(dir, name string, yaml []byte, o Options) error {
 		return err
 	}
 	if f := rep.Files[0]; !f.Valid {
+		// Messages about the would-be file must not point into a file that
+		// was never written: name it as such and show its numbered text.
+		would := filepath.Join(tmp, name+".yaml")
 		var lines []string
+		own := false
 		for _, d := range f.Errors {
-			lines = append(lines, strings.ReplaceAll(d.String(), tmp, dir))
+			own = own || d.File == would
+			l := strings.ReplaceAll(d.String(), would, "(not written) "+name+".yaml")
+			lines = append(lines, strings.ReplaceAll(l, tmp, dir))
+		}
+		if own {
+			lines = append(lines, "the file that would have been written:")
+			for i, l := range strings.Split(strings.TrimSuffix(string(yaml), "\n"), "\n") {
+				lines = append(lines, fmt.Sprintf("%4d  %s", i+1, l))
+			}
 		}
 		return &Error{Msg: "the imported file would not validate; nothing was written", Lines: lines}
 	}
