@@ -407,6 +407,7 @@ func (c *compiler) compileUnits(n *plan.Namespace) {
 			pu.HardeningProfile = c.enum(key+".hardeningProfile", u.HardeningProfile, def, plan.HardeningBaseline, plan.HardeningStrict)
 			pu.RestrictBind = boolean(u.RestrictBind, false)
 			pu.AllowRootInHighAssurance = boolean(u.AllowRootInHighAssurance, false)
+			pu.InstalledLater = boolean(u.InstalledLater, false)
 			for j, af := range u.ExtraAddressFamilies {
 				if !addressFamilyRe.MatchString(af) {
 					c.errorf(fmt.Sprintf("%s.extraAddressFamilies[%d]", key, j), "must be an address family name like AF_NETLINK (got %q)", af)

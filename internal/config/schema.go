@@ -112,4 +112,5 @@ type unitSchema struct {
 	RestrictBind             *bool    `yaml:"restrictBind"`
 	AllowRootInHighAssurance *bool    `yaml:"allowRootInHighAssurance"`
 	ExtraAddressFamilies     []string `yaml:"extraAddressFamilies"`
+	InstalledLater           *bool    `yaml:"installedLater"`
 }

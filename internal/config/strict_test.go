@@ -1,9 +1,12 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -115,5 +118,35 @@ func checkNoTruncation(t *testing.T, src []byte) {
 	got, block := maxNodeLine(&root)
 	if want := lastContentLine(src); !block && got < want {
 		t.Fatalf("compiled from a tree ending at line %d, but the file has content up to line %d:\n%s", got, want, src)
+	}
+}
+
+func TestUnitTypoIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	for _, u := range []string{"qbittorrent-nox@.service", "transmission-daemon.service", "nginx.service"} {
+		if err := os.WriteFile(filepath.Join(dir, u), []byte("[Service]\nExecStart=/bin/true\nUser=x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := Env{Units: unitfile.Search{Path: []string{dir}}}
+	for _, tc := range []struct{ unit, extra, want string }{
+		{"qbitorrent.service", "", "did you mean an instance of the template qbittorrent-nox@.service, such as qbittorrent-nox@NAME.service?"},
+		{"qbittorrent.service", "", "qbittorrent-nox@NAME.service"},
+		{"transmision-daemon.service", "", "did you mean transmission-daemon.service?"},
+		{"ngnix.service", "", "did you mean nginx.service?"},
+		{"zzzz.service", "", "is not installed (not found in the unit search path); if it will be installed later, add installedLater: true"},
+	} {
+		src := strings.Replace(base, "app.service", tc.unit, 1) + tc.extra
+		r := CompileFile("/etc/vpn-confinement.d/ns.yaml", []byte(src), env)
+		CompileAll([]*Result{r})
+		if r.Plan != nil || !strings.Contains(dump(r.Diags.Errors()), tc.want) {
+			t.Errorf("%s: want an error containing %q, got:\n%s", tc.unit, tc.want, dump(r.Diags))
+		}
+	}
+	src := strings.Replace(base, "app.service", "later.service\n    installedLater: true", 1)
+	r := CompileFile("/etc/vpn-confinement.d/ns.yaml", []byte(src), env)
+	CompileAll([]*Result{r})
+	if r.Plan == nil || !strings.Contains(dump(r.Diags.Warnings()), "not installed yet") {
+		t.Errorf("installedLater: want a valid file with a warning, got:\n%s", dump(r.Diags))
 	}
 }

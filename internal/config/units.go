@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/typo"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 )
 
@@ -48,8 +49,8 @@ func (c *compiler) checkUnitFiles(n *plan.Namespace) {
 		}
 		key := fmt.Sprintf("services[%d].unit", i)
 		u, ok := c.env.Units.Lookup(su.Name)
-		if !ok {
-			c.warnf(key, "%s was not found in the unit search path; it will be confined once it is installed", su.Name)
+		if !ok || u.Fragment == "" && !u.Masked {
+			c.missingUnit(key, su.Name, su.InstalledLater, ".service")
 			continue
 		}
 		if u.Masked {
@@ -91,13 +92,72 @@ func (c *compiler) checkUnitFiles(n *plan.Namespace) {
 					continue
 				}
 			}
-		} else if !ok && c.env.Units != nil {
-			c.warnf(key, "%s was not found in the unit search path; it will be confined once it is installed", sk.Name)
+		} else if (!ok || u.Fragment == "") && c.env.Units != nil {
+			c.missingUnit(key, sk.Name, sk.InstalledLater, ".socket")
 		}
 		if !services[target] {
 			c.errorf(key, "a confined socket must activate a confined service: add \"- unit: %s\" to services so socket and service share this namespace", target)
 		}
 	}
+}
+
+// UnitNames is implemented by lookups that can list what is installed, for
+// "did you mean" hints.
+type UnitNames interface {
+	Names(suffix string) []string
+}
+
+// missingUnit reports a listed unit that is not installed. It is an error
+// unless the entry says installedLater: a typo in a unit name would
+// otherwise leave the real unit running on the host's network, silently.
+func (c *compiler) missingUnit(key, name string, later bool, suffix string) {
+	if later {
+		c.warnf(key, "%s is not installed yet (installedLater: true); it is confined as soon as it is", name)
+		return
+	}
+	hint := ""
+	if ln, ok := c.env.Units.(UnitNames); ok {
+		hint = suggestUnit(name, ln.Names(suffix))
+	}
+	c.errorf(key, "%s is not installed (not found in the unit search path)%s; if it will be installed later, add installedLater: true to this entry", name, hint)
+}
+
+// suggestUnit finds the installed unit a mistyped name most likely meant.
+// A template is suggested as an instance, since templates cannot be listed.
+func suggestUnit(name string, installed []string) string {
+	ext := filepath.Ext(name)
+	stem := func(u string) string { return strings.TrimSuffix(strings.TrimSuffix(u, ext), "@") }
+	want := stem(name)
+	if at := strings.Index(want, "@"); at >= 0 {
+		want = want[:at]
+	}
+	stems := make([]string, 0, len(installed))
+	byStem := map[string]string{}
+	for _, u := range installed {
+		s := stem(u)
+		stems = append(stems, s)
+		byStem[s] = u
+	}
+	// Score a candidate by its whole name, or by its beginning when the
+	// typed name is a shortened one ("qbitorrent" for "qbittorrent-nox@"),
+	// at one extra edit so a full match wins.
+	best, bestScore := "", max(2, len(want)/3)+1
+	for _, s := range stems {
+		score := typo.Distance(want, s)
+		if len(want) >= 4 && len(s) > len(want) {
+			score = min(score, typo.Distance(want, s[:len(want)])+1)
+		}
+		if score < bestScore || score == bestScore && s < best {
+			best, bestScore = s, score
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	if u := byStem[best]; strings.Contains(u, "@"+ext) {
+		return fmt.Sprintf(" (did you mean an instance of the template %s, such as %s@NAME%s?)", u, best, ext)
+	}
+	return fmt.Sprintf(" (did you mean %s?)", byStem[best])
 }
 
 func (c *compiler) checkNamespaceConflicts(key string, u *unitfile.Unit, section, ns string) {

@@ -26,7 +26,7 @@ import (
 // Options are the generator's inputs. Zero values take the system defaults.
 type Options struct {
 	ConfigDir string   // default /etc/vpn-confinement.d
-	UnitPath  []string // default unitfile.SystemPath
+	UnitPath  []string // default (nil) unitfile.SystemPath; empty: no unit-file checks
 	StateDir  string   // default plan.StateDir
 	UnitDir   string   // where the templates are installed (symlink targets)
 }
@@ -72,7 +72,12 @@ func Generate(o Options) (*Output, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read config dir: %w", err)
 	}
-	env := config.Env{Units: unitfile.Search{Path: o.UnitPath}}
+	// An explicitly empty unit path (not nil) compiles without looking at
+	// unit files at all: offline compiles and tests that are not about them.
+	env := config.Env{}
+	if len(o.UnitPath) > 0 {
+		env.Units = unitfile.Search{Path: o.UnitPath}
+	}
 	stems := map[string][]string{}
 	for _, e := range entries {
 		name, ok := config.NameFromPath(e.Name())

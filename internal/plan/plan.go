@@ -180,6 +180,9 @@ type Unit struct {
 	RestrictBind             bool     `json:"restrictBind,omitempty"`
 	AllowRootInHighAssurance bool     `json:"allowRootInHighAssurance,omitempty"`
 	ExtraAddressFamilies     []string `json:"extraAddressFamilies,omitempty"`
+	// InstalledLater: the unit may be missing from the unit search path at
+	// compile time (otherwise a missing unit is an error: usually a typo).
+	InstalledLater bool `json:"installedLater,omitempty"`
 }
 
 // NetnsPath is the pinned namespace path for name.

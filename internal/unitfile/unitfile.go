@@ -207,3 +207,26 @@ func (s Search) Lookup(name string) (*Unit, bool) {
 	}
 	return u, true
 }
+
+// Names lists the unit names with suffix (".service") that have a fragment
+// somewhere on the path, templates included ("foo@.service"), sorted.
+func (s Search) Names(suffix string) []string {
+	seen := map[string]bool{}
+	for _, dir := range s.Path {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if n := e.Name(); strings.HasSuffix(n, suffix) && !e.IsDir() {
+				seen[n] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

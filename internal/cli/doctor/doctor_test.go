@@ -77,6 +77,8 @@ func (f *fake) install() {
 	for _, u := range []string{"vpn-ns@.service", "vpn-wg@.service", "vpn-pin@.service"} {
 		f.write(filepath.Join(f.dir, "units", u), fmt.Sprintf("[Service]\nExecStart=%s up %%i\n", helper), 0o644)
 	}
+	// The service the fake's namespaces confine.
+	f.write(filepath.Join(f.dir, "units", "app.service"), "[Service]\nExecStart=/bin/true\nDynamicUser=yes\n", 0o644)
 	f.write(filepath.Join(f.dir, "generators", "vpn-confinement-generator"), "#!/bin/sh\n", 0o755)
 }
 
