@@ -92,6 +92,16 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			log.Logf(kmsg.Debug, "%s: namespace %s compiled (%d services, %d sockets)", r.File, r.Name, len(r.Plan.Services), len(r.Plan.Sockets))
 		}
 	}
+	for _, s := range out.Strays {
+		pri := kmsg.Warning
+		if s.Blocks {
+			pri = kmsg.Err
+		}
+		log.Logf(pri, "%s", s.String())
+	}
+	for _, o := range out.Orphans {
+		log.Logf(kmsg.Warning, "%s", strings.TrimPrefix(o.String(), "warning: "))
+	}
 	for _, u := range sortedKeys(out.Blocked) {
 		log.Logf(kmsg.Err, "blocking %s: it is confined by invalid %s", u, out.Blocked[u])
 	}

@@ -199,3 +199,13 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	slices.Sort(keys)
 	return keys
 }
+
+// Position returns where key path key is in the file (the nearest parent
+// that has a position; 1:1 for a key that is not in the file).
+func (r *Result) Position(key string) (line, col int) {
+	if r.d == nil {
+		return 0, 0
+	}
+	p := r.d.lookup(key)
+	return p.line, p.col
+}

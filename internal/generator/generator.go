@@ -46,6 +46,17 @@ type Output struct {
 	Results []*config.Result
 	// Blocked maps each blocked unit to the file that caused it.
 	Blocked map[string]string
+	// Strays are files in the config dir that are not read.
+	Strays []Stray
+	// Orphans are namespaces recorded at a good start whose file is gone.
+	Orphans []Orphan
+}
+
+// Orphan is a namespace whose file was removed: its units are no longer
+// confined once they restart, which deserves a loud word, not silence.
+type Orphan struct {
+	Name  string   `json:"namespace"`
+	Units []string `json:"units"`
 }
 
 // Generate compiles everything. It returns an error only when the config
@@ -113,6 +124,8 @@ func Generate(o Options) (*Output, error) {
 	})
 	config.CompileAll(results)
 	out.Results = results
+	out.Strays = findStrays(o.ConfigDir, entries, results)
+	out.Orphans = findOrphans(o.StateDir, results)
 
 	managed := map[string]bool{}
 	for _, r := range results {
@@ -141,7 +154,48 @@ func Generate(o Options) (*Output, error) {
 			out.Files[units.Instance(units.NsTemplate, r.Name)+".d/"+config.DropInName] = units.BlockNamespaceDropIn(r.Name, r.File)
 		}
 	}
+	// A misnamed namespace file blocks the units it lists unless a valid
+	// file confines them: they must not run unconfined in silence.
+	confined := map[string]bool{}
+	for _, r := range results {
+		if r.Plan != nil {
+			for _, u := range r.Units {
+				confined[u] = true
+			}
+		}
+	}
+	for _, s := range out.Strays {
+		if !s.Blocks {
+			continue
+		}
+		for _, u := range s.Units {
+			if _, done := out.Blocked[u]; done || confined[u] || !config.ValidUnitName(u) {
+				continue
+			}
+			out.Blocked[u] = s.Path
+			out.Files[u+".d/"+config.DropInName] = units.BlockDropInWhy(s.Path, u, "is "+s.Reason, "is not read (wrong file name)", "vpn-confinement validate")
+		}
+	}
 	return out, nil
+}
+
+// findOrphans lists namespaces with a state record (a good start) but no
+// namespace file any more.
+func findOrphans(stateDir string, results []*config.Result) []Orphan {
+	have := map[string]bool{}
+	for _, r := range results {
+		have[r.Name] = true
+	}
+	records, _ := filepath.Glob(filepath.Join(stateDir, "*.units"))
+	sort.Strings(records)
+	var out []Orphan
+	for _, rec := range records {
+		name := strings.TrimSuffix(filepath.Base(rec), ".units")
+		if !have[name] {
+			out = append(out, Orphan{Name: name, Units: readStateRecord(stateDir, name)})
+		}
+	}
+	return out
 }
 
 // Fallback is the output when compiling failed unexpectedly (a bug that

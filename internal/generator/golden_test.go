@@ -26,12 +26,7 @@ func TestGolden(t *testing.T) {
 			if err := genout.Write(dir, out.Files, out.Links); err != nil {
 				t.Fatal(err)
 			}
-			var diags []string
-			for _, r := range out.Results {
-				for _, d := range r.Diags {
-					diags = append(diags, d.String())
-				}
-			}
+			diags := Diagnostics(out)
 			got := gentest.ReadTree(t, dir, c)
 			c.Compare(t, got, strings.Join(diags, "\n")+"\n")
 		})

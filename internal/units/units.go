@@ -425,15 +425,21 @@ func blockPath(source string) string {
 // assertion is the visible reason; joining a namespace that does not exist
 // is the second lock should someone reset the assertion.
 func BlockDropIn(source, u string) []byte {
+	return BlockDropInWhy(source, u, "is invalid or cannot be parsed", "is invalid", "vpn-confinement validate "+source)
+}
+
+// BlockDropInWhy is BlockDropIn with the reason the source fails: why for
+// the comment, short for the Description, and the command that explains it.
+func BlockDropInWhy(source, u, why, short, explain string) []byte {
 	f := &file{comments: []string{
-		fmt.Sprintf("%s is confined by %s, which is invalid or cannot be parsed.", u, source),
+		fmt.Sprintf("%s is confined by %s, which %s.", u, source, why),
 		"It must not run outside its VPN namespace, so it is blocked until the file is fixed.",
-		"Why: journalctl -b -t " + Generator + ", or: vpn-confinement validate " + source,
+		"Why: journalctl -b -t " + Generator + ", or: " + explain,
 	}}
 	// systemd 252's status does not print which assertion failed, so the
 	// reason goes into the Description, which status and every journal line
 	// about the unit show.
-	f.add("Unit", "Description", Escape(fmt.Sprintf("BLOCKED by vpn-confinement: %s is invalid (journalctl -b -t %s)", source, Generator)))
+	f.add("Unit", "Description", Escape(fmt.Sprintf("BLOCKED by vpn-confinement: %s %s (journalctl -b -t %s)", source, short, Generator)))
 	f.add("Unit", "Documentation", docs)
 	f.add("Unit", "AssertPathExists", Escape(blockPath(source)))
 	section := "Service"

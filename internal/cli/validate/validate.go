@@ -53,13 +53,18 @@ type File struct {
 // Report is the result of one validate run.
 type Report struct {
 	Files []File `json:"files"`
+	// Strays are files in a validated directory that the generator does
+	// not read (errors: a misnamed file confines nothing).
+	Strays []generator.Stray `json:"strays"`
+	// Orphans are namespaces whose file was removed while they ran.
+	Orphans []generator.Orphan `json:"orphans"`
 	// Dirs are the directories that were validated (for messages only).
 	Dirs []string `json:"-"`
 }
 
-// Errors counts the error diagnostics of all files.
+// Errors counts the error diagnostics of all files, and the strays.
 func (r *Report) Errors() int {
-	n := 0
+	n := len(r.Strays)
 	for _, f := range r.Files {
 		n += len(f.Errors)
 	}
@@ -68,7 +73,7 @@ func (r *Report) Errors() int {
 
 // Warnings counts the warnings of all files.
 func (r *Report) Warnings() int {
-	n := 0
+	n := len(r.Orphans)
 	for _, f := range r.Files {
 		n += len(f.Warnings)
 	}
@@ -132,7 +137,7 @@ func Run(o Options) (*Report, error) {
 		// show only this file.
 		get(filepath.Dir(abs)).files[abs] = true
 	}
-	rep := &Report{Files: []File{}}
+	rep := &Report{Files: []File{}, Strays: []generator.Stray{}, Orphans: []generator.Orphan{}}
 	for _, t := range order {
 		rep.Dirs = append(rep.Dirs, t.dir)
 		out, err := generator.Generate(generator.Options{ConfigDir: t.dir, UnitPath: o.UnitPath, StateDir: o.StateDir})
@@ -143,10 +148,58 @@ func Run(o Options) (*Report, error) {
 			if !t.all && !t.files[r.File] {
 				continue
 			}
-			rep.Files = append(rep.Files, fileOf(r, out.Blocked))
+			f := fileOf(r, out.Blocked)
+			if r.Plan != nil {
+				f.Errors = append(f.Errors, keyFileDiags(r)...)
+			}
+			rep.Files = append(rep.Files, f)
+		}
+		if t.all {
+			rep.Strays = append(rep.Strays, out.Strays...)
+			rep.Orphans = append(rep.Orphans, out.Orphans...)
 		}
 	}
 	return rep, nil
+}
+
+// keyFileDiags checks that the key files of a compiled namespace exist and
+// can be read. The generator never touches key material, so this is the
+// one check validate adds: without it a missing key passes and the tunnel
+// fails at start with an obscure error.
+func keyFileDiags(r *config.Result) config.Diags {
+	var out config.Diags
+	check := func(key, path string, generate bool) {
+		if path == "" {
+			return
+		}
+		f, err := os.Open(path)
+		if err == nil {
+			f.Close()
+			return
+		}
+		msg := ""
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && generate:
+			return // created at first start
+		case errors.Is(err, fs.ErrNotExist):
+			msg = fmt.Sprintf("%s does not exist: the tunnel cannot start (create it: umask 077; wg genkey > %s, or set wireguard.generatePrivateKeyFile: true)", path, path)
+		case errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0:
+			msg = fmt.Sprintf("%s cannot be read by uid %d; run vpn-confinement validate as root to check it", path, os.Geteuid())
+		default:
+			msg = fmt.Sprintf("%s cannot be read: %v (the tunnel cannot start)", path, err)
+		}
+		line, col := r.Position(key)
+		out = append(out, config.Diag{File: r.File, Line: line, Column: col, Key: key, Message: msg})
+	}
+	wg := r.Plan.WireGuard
+	check("wireguard.privateKeyFile", wg.PrivateKey.File, wg.PrivateKey.Generate)
+	check("wireguard.configFile", wg.PrivateKey.WgQuickFile, false)
+	for i, p := range wg.Peers {
+		if p.PresharedKey != nil {
+			check(fmt.Sprintf("wireguard.peers[%d].presharedKeyFile", i), p.PresharedKey.File, false)
+		}
+	}
+	return out
 }
 
 func fileOf(r *config.Result, blocked map[string]string) File {
@@ -198,6 +251,12 @@ func (r *Report) WriteText(w io.Writer, quiet bool) {
 		for _, d := range f.Warnings {
 			fmt.Fprintln(w, d.String())
 		}
+	}
+	for _, st := range r.Strays {
+		fmt.Fprintln(w, st.String())
+	}
+	for _, o := range r.Orphans {
+		fmt.Fprintln(w, o.String())
 	}
 	if quiet {
 		return
