@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"syscall"
 )
 
 // Version is bumped on any incompatible change of the JSON layout; helpers
@@ -201,6 +203,54 @@ func (n *Namespace) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+// LoadTrusted is Load for the helpers, which act on the plan with
+// privileges: the plan must be a regular file owned by root that nobody
+// else can write, in a directory that nobody but root can change (a
+// sticky directory is enough: others cannot replace root's file in it).
+// A plan a confined service managed to plant or edit is refused.
+func LoadTrusted(path string) (*Namespace, error) {
+	if err := checkTrusted(path); err != nil {
+		return nil, err
+	}
+	return Load(path)
+}
+
+func checkTrusted(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("read plan: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("plan %s is not a regular file (%s); refusing it", path, fi.Mode().Type())
+	}
+	if err := rootOnly(path, fi); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("check plan directory: %w", err)
+	}
+	if st, ok := di.Sys().(*syscall.Stat_t); !ok || st.Uid != 0 {
+		return fmt.Errorf("plan directory %s is not owned by root; refusing %s", dir, path)
+	}
+	if di.Mode().Perm()&0o022 != 0 && di.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("plan directory %s is writable by others (mode %04o); refusing %s", dir, di.Mode().Perm(), path)
+	}
+	return nil
+}
+
+func rootOnly(path string, fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid != 0 {
+		return fmt.Errorf("plan %s is not owned by root; refusing it (run systemctl daemon-reload to rewrite it)", path)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("plan %s is writable by others (mode %04o); refusing it (run systemctl daemon-reload to rewrite it)", path, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Load reads and checks a plan file.

@@ -45,7 +45,7 @@ func Main(prog string, verbs map[string]Verb) {
 	if *planPath == "" {
 		*planPath = plan.Path(plan.DefaultGeneratorDir, name)
 	}
-	n, err := plan.Load(*planPath)
+	n, err := plan.LoadTrusted(*planPath)
 	if err == nil && n.Name != name {
 		err = fmt.Errorf("plan %s is for namespace %q, not %q", *planPath, n.Name, name)
 	}
