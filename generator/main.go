@@ -31,6 +31,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	configDir := fs.String("config-dir", envOr("VPN_CONFINEMENT_CONFIG_DIR", generator.DefaultConfigDir), "directory of NAME.yaml files (env VPN_CONFINEMENT_CONFIG_DIR)")
 	unitPath := fs.String("unit-path", os.Getenv("VPN_CONFINEMENT_UNIT_PATH"), "colon-separated unit search path for conflict checks (env VPN_CONFINEMENT_UNIT_PATH; default: the system unit path)")
 	stateDir := fs.String("state-dir", envOr("VPN_CONFINEMENT_STATE_DIR", plan.StateDir), "directory of units recorded at each namespace's last good start (env VPN_CONFINEMENT_STATE_DIR)")
+	passwd := fs.String("passwd", envOr("VPN_CONFINEMENT_PASSWD", "/etc/passwd"), "passwd file for services' home directories, \"-\" for none (env VPN_CONFINEMENT_PASSWD)")
 	noKmsg := fs.Bool("no-kmsg", false, "log to stderr instead of /dev/kmsg")
 	verbose := fs.Bool("v", false, "verbose: also log what is generated")
 	fs.Usage = func() {
@@ -48,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	// Under systemd stderr goes nowhere useful this early; the kernel log
 	// reaches the journal once it runs.
 	log := kmsg.Open(units.Generator, !*noKmsg && !*dryRun, *verbose)
-	opts := generator.Options{ConfigDir: *configDir, StateDir: *stateDir}
+	opts := generator.Options{ConfigDir: *configDir, StateDir: *stateDir, PasswdFile: *passwd}
 	if *unitPath != "" {
 		opts.UnitPath = strings.Split(*unitPath, ":")
 	}

@@ -32,7 +32,8 @@ func runGenerator(t *testing.T, bin string, c *gentest.Case, args ...string) (st
 	cmd.Env = append(os.Environ(),
 		"VPN_CONFINEMENT_CONFIG_DIR="+c.ConfigDir,
 		"VPN_CONFINEMENT_STATE_DIR="+c.StateDir,
-		"VPN_CONFINEMENT_UNIT_PATH="+unitPath(c))
+		"VPN_CONFINEMENT_UNIT_PATH="+unitPath(c),
+		"VPN_CONFINEMENT_PASSWD="+c.PasswdFile)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	err := cmd.Run()

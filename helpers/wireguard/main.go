@@ -1,11 +1,12 @@
 // Command vpn-confinement-wireguard runs the WireGuard tunnel of one
 // confinement namespace (vpn-wg@NAME.service, Type=notify):
 //
-//	vpn-confinement-wireguard [-plan PATH] [-v] run NAME    bring up, notify READY, watch, tear down on SIGTERM
-//	vpn-confinement-wireguard [-plan PATH] [-v] down NAME   remove what a tunnel left (idempotent)
+//	vpn-confinement-wireguard [-plan PATH] [-v] run NAME     bring up, notify READY, keep it up for good, tear down on SIGTERM
+//	vpn-confinement-wireguard [-plan PATH] [-v] reload NAME  apply the current plan to the running tunnel (ExecReload=)
+//	vpn-confinement-wireguard [-plan PATH] [-v] down NAME    remove what a tunnel left; apply onTunnelLoss if it died (ExecStopPost=)
 //
 // It must run in the socket birthplace namespace (systemd puts it there).
-// All logic lives in internal/wireguard.
+// All logic lives in internal/tunnel and internal/wireguard.
 package main
 
 import (
@@ -14,14 +15,19 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/journal"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/skel"
-	"github.com/vpn-confinement/vpn-confinement/internal/wireguard"
+	"github.com/vpn-confinement/vpn-confinement/internal/tunnel"
 )
 
 func main() {
 	skel.Main("vpn-confinement-wireguard", map[string]skel.Verb{
-		"run": wireguard.RunHelper,
-		"down": func(_ context.Context, n *plan.Namespace, log *journal.Logger) error {
-			return wireguard.Down(n, log)
+		"run": func(ctx context.Context, n *plan.Namespace, log *journal.Logger) error {
+			return tunnel.Run(ctx, n, log, tunnel.Options{PlanPath: skel.PlanPath(), Tripwire: tunnel.TripwireCounter(n.Name)})
+		},
+		"reload": func(_ context.Context, n *plan.Namespace, _ *journal.Logger) error {
+			return tunnel.Reload(n.Name, false)
+		},
+		"down": func(ctx context.Context, n *plan.Namespace, log *journal.Logger) error {
+			return tunnel.Down(ctx, n, log, nil)
 		},
 	})
 }

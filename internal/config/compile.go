@@ -43,6 +43,9 @@ type Env struct {
 	Units UnitLookup
 	// ReadFile reads auxiliary files (wg-quick configFile); nil = os.ReadFile.
 	ReadFile func(string) ([]byte, error)
+	// LookupHome returns a user's home directory (from /etc/passwd); nil
+	// skips making services' homes writable.
+	LookupHome func(user string) (string, bool)
 }
 
 func (e Env) readFile(p string) ([]byte, error) {
@@ -179,8 +182,13 @@ func (c *compiler) compile() *plan.Namespace {
 	c.compileWireGuard(n, wgq)
 	c.compileDNS(n, wgq)
 	c.compileEgress(n)
+	c.compileToHost(n)
 	c.compileIngressAndHostLink(n)
+	c.compilePublish(n)
+	c.compileLifecycle(n)
+	c.compilePortForwarding(n)
 	c.compileUnits(n)
+	c.checkPublishTargets(n)
 	return n
 }
 
@@ -406,8 +414,18 @@ func (c *compiler) compileUnits(n *plan.Namespace) {
 			}
 			pu.HardeningProfile = c.enum(key+".hardeningProfile", u.HardeningProfile, def, plan.HardeningBaseline, plan.HardeningStrict)
 			pu.RestrictBind = boolean(u.RestrictBind, false)
-			pu.AllowRootInHighAssurance = boolean(u.AllowRootInHighAssurance, false)
+			pu.AllowRootInHighAssurance = boolean(u.AllowRootInHighAssurance, false) || boolean(u.AllowRoot, false)
+			if u.AllowRootInHighAssurance != nil {
+				c.warnf(key+".allowRootInHighAssurance", "is now allowRoot (root services need it in every profile); rename it")
+			}
 			pu.InstalledLater = boolean(u.InstalledLater, false)
+			pu.AllowSystemBus = boolean(u.AllowSystemBus, false)
+			if c.ha && pu.AllowSystemBus {
+				c.errorf(key+".allowSystemBus", "highAssurance rejects allowSystemBus: the system bus can start units outside the namespace")
+			}
+			if kind == "services" {
+				c.compileServiceHardening(key, u, &pu)
+			}
 			for j, af := range u.ExtraAddressFamilies {
 				if !addressFamilyRe.MatchString(af) {
 					c.errorf(fmt.Sprintf("%s.extraAddressFamilies[%d]", key, j), "must be an address family name like AF_NETLINK (got %q)", af)
@@ -415,8 +433,9 @@ func (c *compiler) compileUnits(n *plan.Namespace) {
 				}
 				pu.ExtraAddressFamilies = append(pu.ExtraAddressFamilies, af)
 			}
-			if kind == "sockets" && (u.HardeningProfile != nil || u.RestrictBind != nil || len(u.ExtraAddressFamilies) > 0 || u.AllowRootInHighAssurance != nil) {
-				c.errorf(key, "hardeningProfile, restrictBind, allowRootInHighAssurance and extraAddressFamilies apply to services; set them on the service the socket activates")
+			if kind == "sockets" && (u.HardeningProfile != nil || u.RestrictBind != nil || len(u.ExtraAddressFamilies) > 0 || u.AllowRootInHighAssurance != nil ||
+				u.AllowRoot != nil || len(u.ReadWritePaths) > 0 || len(u.ExtraCapabilities) > 0 || u.App != nil || u.AllowSystemBus != nil) {
+				c.errorf(key, "hardeningProfile, restrictBind, allowRoot, readWritePaths, extraCapabilities, app, allowSystemBus and extraAddressFamilies apply to services; set them on the service the socket activates")
 			}
 			out = append(out, pu)
 		}

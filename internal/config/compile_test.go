@@ -59,7 +59,9 @@ func TestMinimalPlan(t *testing.T) {
 			Peers: []plan.Peer{{PublicKey: key1, Endpoint: &plan.Endpoint{Host: "198.51.100.7", Port: 51820},
 				AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}},
 		},
-		Services: []plan.Unit{{Name: "app.service", HardeningProfile: "baseline"}},
+		Services:     []plan.Unit{{Name: "app.service", HardeningProfile: "baseline"}},
+		OnTunnelLoss: "block",
+		Watchdog:     plan.Watchdog{StallAfterSeconds: 180, FirstHandshakeSeconds: 15},
 	}
 	if d := cmp.Diff(want, p, netipCmp...); d != "" {
 		t.Errorf("plan mismatch (-want +got):\n%s", d)
@@ -158,6 +160,35 @@ func TestRules(t *testing.T) {
 		{"socket needs service", base + "sockets:\n  - unit: other.socket\n", "sockets[0].unit", "must activate a confined service", false},
 		{"socket options", base + "sockets:\n  - unit: app.socket\n    restrictBind: true\n", "sockets[0]", "apply to services", false},
 		{"nothing confined", strings.Replace(base, "services:\n  - unit: app.service\n", "", 1), "services", "no services or sockets", true},
+		// Round 2: lifecycle, publish, egress.toHost, portForwarding, failover.
+		{"onTunnelLoss enum", base + "onTunnelLoss: restart\n", "onTunnelLoss", "must be one of \"block\", \"stop\", \"freeze\"", false},
+		{"publish listen required", base + "publish:\n  - port: 8080\n", "publish[0].listen", "is required", false},
+		{"publish bad listen", base + "publish:\n  - listen: \"127.0.0.1:\"\n", "publish[0].listen", "not a port number", false},
+		{"publish port 0", base + "publish:\n  - listen: 0\n", "publish[0].listen", "port must be between 1 and 65535", false},
+		{"publish host name", base + "publish:\n  - listen: myhost:8080\n", "publish[0].listen", "not an IP address", false},
+		{"publish confined port 0", base + "publish:\n  - listen: 8080\n    port: 0\n", "publish[0].port", "between 1 and 65535", false},
+		{"publish twice", base + "publish:\n  - listen: 127.0.0.1:8080\n  - listen: 8080\n", "publish[1].listen", "127.0.0.1:8080 is already published by publish[0]", false},
+		{"publish one port two targets", base + "publish:\n  - listen: 127.0.0.1:8080\n  - listen: \"[::1]:8080\"\n    port: 9090\n", "publish[1]", "published twice with different targets", false},
+		{"publish wildcard overlap", base + "publish:\n  - listen: 0.0.0.0:8080\n  - listen: 127.0.0.1:8080\n", "publish", "already listens on every address", false},
+		{"publish unit not listed", base + "publish:\n  - listen: 8080\n    unit: other.service\n", "publish[0].unit", "must be listed under services", false},
+		{"publish LAN in HA", ha + base + "publish:\n  - listen: 0.0.0.0:8080\n", "publish[0].listen", "allowLAN: true", false},
+		{"publish allowLAN on loopback", base + "publish:\n  - listen: 8080\n    allowLAN: true\n", "publish[0].allowLAN", "has no effect", true},
+		{"publishToHost migration", base + "publishToHost:\n  tcp: [8080]\n", "publishToHost", "publish: [{listen: 127.0.0.1:PORT}]", true},
+		{"toHost port 0", base + "egress:\n  toHost:\n    tcp: [0]\n", "egress.toHost.tcp[0]", "between 1 and 65535", false},
+		{"toHost attack surface", base + "egress:\n  toHost:\n    tcp: [5432]\n", "egress.toHost", "attack surface", true},
+		{"toHost needs host link", base + "hostLink:\n  enable: false\negress:\n  toHost:\n    udp: [53]\n", "hostLink.enable", "egress.toHost need the host link", false},
+		{"pf protocol required", base + "portForwarding:\n  gateway: 10.2.0.1\n", "portForwarding.protocol", "is required", false},
+		{"pf static port", base + "portForwarding:\n  protocol: static\n", "portForwarding.port", "needs the port", false},
+		{"pf port only static", base + "portForwarding:\n  protocol: natpmp\n  port: 5000\n", "portForwarding.port", "only for protocol static", false},
+		{"pf pia needs hostname", base + "portForwarding:\n  protocol: pia\n  gateway: 10.0.0.1\n  pia:\n    caFile: /etc/ca.crt\n    credentialsFile: /etc/pia\n", "portForwarding.pia.hostname", "is required", false},
+		{"pf pia needs credentials", base + "portForwarding:\n  protocol: pia\n  gateway: 10.0.0.1\n  pia:\n    hostname: x.privacy.network\n    caFile: /etc/ca.crt\n", "portForwarding.pia", "needs credentialsFile", false},
+		{"pf pia needs gateway", base + "portForwarding:\n  protocol: pia\n  pia:\n    hostname: x.privacy.network\n    caFile: /etc/ca.crt\n    credentialsFile: /etc/pia\n", "portForwarding.gateway", "is required", false},
+		{"pf app type", base + "portForwarding:\n  protocol: natpmp\n  apps:\n    - type: utorrent\n      url: http://127.0.0.1:1\n", "portForwarding.apps[0].type", "must be one of", false},
+		{"pf app url", base + "portForwarding:\n  protocol: natpmp\n  apps:\n    - type: qbittorrent\n      url: 127.0.0.1:8080\n", "portForwarding.apps[0].url", "must be the app's web UI", false},
+		{"pf hook unit", base + "portForwarding:\n  protocol: natpmp\n  hook:\n    unit: hook\n", "portForwarding.hook.unit", "service unit name", false},
+		{"endpoints and endpoint", strings.Replace(base, "      endpoint: 198.51.100.7:51820\n", "      endpoint: 198.51.100.7:51820\n      endpoints: [198.51.100.8:51820]\n", 1), "wireguard.peers[0].endpoints", "cannot be combined with endpoint", false},
+		{"endpoints syntax", strings.Replace(base, "      endpoint: 198.51.100.7:51820\n", "      endpoints: [198.51.100.7:51820, 198.51.100.8]\n", 1), "wireguard.peers[0].endpoints[1]", "IPv4:port", false},
+		{"endpoints twice", strings.Replace(base, "      endpoint: 198.51.100.7:51820\n", "      endpoints: [198.51.100.7:51820, 198.51.100.7:51820]\n", 1), "wireguard.peers[0].endpoints[1]", "listed twice", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

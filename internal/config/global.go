@@ -21,6 +21,8 @@ func CompileAll(results []*Result) {
 		byName[r.Name] = r
 	}
 
+	publishCollisions(results)
+
 	// Units listed by two files.
 	owners := map[string][]*Result{}
 	for _, r := range results {

@@ -26,7 +26,11 @@ func (c *compiler) compileIngressAndHostLink(n *plan.Namespace) {
 
 	// Unlike the reference, publishToHost makes the link effective for
 	// ingress.fromHost too: both mean "host may connect to these ports".
-	effective := boolean(s.HostLink.Enable, false) || len(publish) > 0 || len(fromHost) > 0
+	toHost := len(n.Egress.ToHostTCP)+len(n.Egress.ToHostUDP) > 0
+	if len(publish) > 0 {
+		c.warnf("publishToHost", "publishToHost opens the port only on the namespace's host-link address (169.254.x.y), not on the host's localhost or LAN; publish: [{listen: 127.0.0.1:PORT}] serves it there without a host link")
+	}
+	effective := boolean(s.HostLink.Enable, false) || len(publish) > 0 || len(fromHost) > 0 || toHost
 	if !effective {
 		for _, k := range []struct {
 			key string
@@ -39,7 +43,7 @@ func (c *compiler) compileIngressAndHostLink(n *plan.Namespace) {
 		return
 	}
 	if s.HostLink.Enable != nil && !*s.HostLink.Enable {
-		c.errorf("hostLink.enable", "is false but ingress.fromHost/publishToHost need the host link")
+		c.errorf("hostLink.enable", "is false but ingress.fromHost/publishToHost/egress.toHost need the host link")
 	}
 	hl := &plan.HostLink{
 		HostIf: str(s.HostLink.HostIf, DeriveHostIf(c.name)),

@@ -26,6 +26,45 @@ type fileSchema struct {
 	WireGuard       wireguardSchema `yaml:"wireguard"`
 	Services        []unitSchema    `yaml:"services"`
 	Sockets         []unitSchema    `yaml:"sockets"`
+	OnTunnelLoss    *string         `yaml:"onTunnelLoss"`
+	Publish         []publishEntry  `yaml:"publish"`
+	PortForwarding  *portFwdSchema  `yaml:"portForwarding"`
+}
+
+// publishEntry is one "host address:port → confined port" of publish.
+type publishEntry struct {
+	Listen       *string `yaml:"listen"`
+	Port         *int    `yaml:"port"`
+	Unit         *string `yaml:"unit"`
+	AllowLAN     *bool   `yaml:"allowLAN"`
+	BindToDevice *string `yaml:"bindToDevice"`
+}
+
+type portFwdSchema struct {
+	Protocol *string      `yaml:"protocol"`
+	Gateway  *string      `yaml:"gateway"`
+	Port     *int         `yaml:"port"`
+	PIA      piaSchema    `yaml:"pia"`
+	Apps     []pfAppEntry `yaml:"apps"`
+	Hook     pfHookSchema `yaml:"hook"`
+}
+
+type piaSchema struct {
+	Hostname        *string `yaml:"hostname"`
+	CAFile          *string `yaml:"caFile"`
+	CredentialsFile *string `yaml:"credentialsFile"`
+	Credential      *string `yaml:"credential"`
+	TokenURL        *string `yaml:"tokenURL"`
+}
+
+type pfAppEntry struct {
+	Type            *string `yaml:"type"`
+	URL             *string `yaml:"url"`
+	CredentialsFile *string `yaml:"credentialsFile"`
+}
+
+type pfHookSchema struct {
+	Unit *string `yaml:"unit"`
 }
 
 type dnsSchema struct {
@@ -40,11 +79,12 @@ type ipv6Schema struct {
 }
 
 type egressSchema struct {
-	Mode               *string  `yaml:"mode"`
-	AllowedCidrs       []string `yaml:"allowedCidrs"`
-	AllowedTCPPorts    []int    `yaml:"allowedTcpPorts"`
-	AllowedUDPPorts    []int    `yaml:"allowedUdpPorts"`
-	AllowEssentialIcmp *bool    `yaml:"allowEssentialIcmp"`
+	Mode               *string     `yaml:"mode"`
+	ToHost             portsSchema `yaml:"toHost"`
+	AllowedCidrs       []string    `yaml:"allowedCidrs"`
+	AllowedTCPPorts    []int       `yaml:"allowedTcpPorts"`
+	AllowedUDPPorts    []int       `yaml:"allowedUdpPorts"`
+	AllowEssentialIcmp *bool       `yaml:"allowEssentialIcmp"`
 }
 
 type ingressSchema struct {
@@ -101,6 +141,7 @@ type peerSchema struct {
 	PresharedKey           *string  `yaml:"presharedKey"`
 	PresharedKeyFile       *string  `yaml:"presharedKeyFile"`
 	Endpoint               *string  `yaml:"endpoint"`
+	Endpoints              []string `yaml:"endpoints"`
 	AllowedIPs             []string `yaml:"allowedIPs"`
 	PersistentKeepalive    *int     `yaml:"persistentKeepalive"`
 	EndpointRefreshSeconds *int     `yaml:"endpointRefreshSeconds"`
@@ -113,4 +154,9 @@ type unitSchema struct {
 	AllowRootInHighAssurance *bool    `yaml:"allowRootInHighAssurance"`
 	ExtraAddressFamilies     []string `yaml:"extraAddressFamilies"`
 	InstalledLater           *bool    `yaml:"installedLater"`
+	AllowRoot                *bool    `yaml:"allowRoot"`
+	ReadWritePaths           []string `yaml:"readWritePaths"`
+	ExtraCapabilities        []string `yaml:"extraCapabilities"`
+	App                      *string  `yaml:"app"`
+	AllowSystemBus           *bool    `yaml:"allowSystemBus"`
 }

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 	"go.yaml.in/yaml/v3"
 )
@@ -148,5 +151,63 @@ func TestUnitTypoIsAnError(t *testing.T) {
 	CompileAll([]*Result{r})
 	if r.Plan == nil || !strings.Contains(dump(r.Diags.Warnings()), "not installed yet") {
 		t.Errorf("installedLater: want a valid file with a warning, got:\n%s", dump(r.Diags))
+	}
+}
+
+func TestPublishPlan(t *testing.T) {
+	src := base + "publish:\n  - listen: 8080\n  - listen: 0.0.0.0:9091\n    port: 9091\n  - listen: \"[::1]:8112\"\n    unit: app.service\n"
+	r := compile(t, src)
+	if r.Plan == nil {
+		t.Fatalf("rejected:\n%s", dump(r.Diags))
+	}
+	want := []plan.Publish{
+		{Unit: "vpn-publish-ns-8080", Listen: []string{"127.0.0.1:8080", "[::1]:8080"}, Port: 8080},
+		{Unit: "vpn-publish-ns-8112", Listen: []string{"[::1]:8112"}, Port: 8112, Activate: "app.service"},
+		{Unit: "vpn-publish-ns-9091", Listen: []string{"0.0.0.0:9091"}, Port: 9091, LAN: true},
+	}
+	if d := cmp.Diff(want, r.Plan.Publish); d != "" {
+		t.Errorf("publish (-want +got):\n%s", d)
+	}
+}
+
+func TestPublishCollisionAcrossFiles(t *testing.T) {
+	a := CompileFile("/etc/vpn-confinement.d/a.yaml", []byte(base+"publish:\n  - listen: 0.0.0.0:8080\n"), Env{})
+	b2 := strings.Replace(strings.Replace(base, "app.service", "other.service", 1), "privateKeyFile", "interface: wg1\n  privateKeyFile", 1)
+	b := CompileFile("/etc/vpn-confinement.d/b.yaml", []byte(b2+"publish:\n  - listen: 127.0.0.1:8080\n"), Env{})
+	CompileAll([]*Result{a, b})
+	for _, r := range []*Result{a, b} {
+		if r.Plan != nil || !strings.Contains(dump(r.Diags.Errors()), "a host address and port can be published once") {
+			t.Errorf("%s: want a collision error, got:\n%s", r.File, dump(r.Diags))
+		}
+	}
+}
+
+func TestLifecycleDefaults(t *testing.T) {
+	r := compile(t, strings.Replace(base, "allowedIPs: [0.0.0.0/0]", "allowedIPs: [0.0.0.0/0]\n      persistentKeepalive: 25", 1))
+	if r.Plan == nil {
+		t.Fatalf("rejected:\n%s", dump(r.Diags))
+	}
+	if r.Plan.OnTunnelLoss != plan.OnTunnelLossBlock || r.Plan.Watchdog.StallAfterSeconds != 205 || r.Plan.Watchdog.FirstHandshakeSeconds != 15 {
+		t.Errorf("lifecycle %q %+v", r.Plan.OnTunnelLoss, r.Plan.Watchdog)
+	}
+	r = compile(t, strings.Replace(base, "      endpoint: 198.51.100.7:51820\n", "      endpoints: [198.51.100.7:51820, 198.51.100.8:51821]\n", 1))
+	if r.Plan == nil {
+		t.Fatalf("rejected:\n%s", dump(r.Diags))
+	}
+	p := r.Plan.WireGuard.Peers[0]
+	if *p.Endpoint != (plan.Endpoint{Host: "198.51.100.7", Port: 51820}) || len(p.Failover) != 1 || p.Failover[0] != (plan.Endpoint{Host: "198.51.100.8", Port: 51821}) {
+		t.Errorf("endpoints %+v %+v", p.Endpoint, p.Failover)
+	}
+}
+
+func TestPortForwardingPlan(t *testing.T) {
+	r := compile(t, base+"portForwarding:\n  protocol: natpmp\n  apps:\n    - type: qbittorrent\n      url: http://127.0.0.1:8080\n      credentialsFile: /etc/vpn-confinement.d/keys/qbt\n  hook:\n    unit: port-hook.service\n")
+	if r.Plan == nil {
+		t.Fatalf("rejected:\n%s", dump(r.Diags))
+	}
+	want := &plan.PortForwarding{Protocol: "natpmp", Gateway: netip.MustParseAddr("10.64.0.1"),
+		Apps: []plan.App{{Type: "qbittorrent", URL: "http://127.0.0.1:8080", CredentialsFile: "/etc/vpn-confinement.d/keys/qbt"}}, HookUnit: "port-hook.service"}
+	if d := cmp.Diff(want, r.Plan.PortForwarding, netipCmp...); d != "" {
+		t.Errorf("portForwarding (-want +got):\n%s", d)
 	}
 }

@@ -3,8 +3,10 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 
+	"github.com/vpn-confinement/vpn-confinement/internal/hardening"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/typo"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
@@ -58,22 +60,26 @@ func (c *compiler) checkUnitFiles(n *plan.Namespace) {
 			continue
 		}
 		c.checkNamespaceConflicts(key, u, "Service", n.Name)
-		for _, s := range u.Settings {
-			if !afterOurs(u, s) || s.Section != "Service" {
-				continue
-			}
-			if (s.Key == "CapabilityBoundingSet" || s.Key == "AmbientCapabilities") && regainsNetCaps(s.Value) {
-				c.errorf(key, "%s: %s=%s gives the service back CAP_NET_ADMIN/CAP_SYS_ADMIN, which would let it flush its firewall or leave the namespace", where(s), s.Key, s.Value)
-			}
+		explicit := ""
+		if e := c.d.schema.Services[serviceIndex(c.d.schema.Services, su.Name)].App; e != nil {
+			explicit = *e
 		}
-		user, _ := u.Last("Service", "User")
-		dyn, _ := u.Last("Service", "DynamicUser")
-		rootLike := user.Value == "" || user.Value == "root" || user.Value == "0"
-		if rootLike && !truthy(dyn.Value) {
-			if c.ha && !su.AllowRootInHighAssurance {
-				c.errorf(key, "%s runs as root but the namespace is highAssurance: set DynamicUser=yes or a non-root User= on the unit, or allowRootInHighAssurance: true", su.Name)
-			} else {
-				c.warnf(key, "%s runs as root; prefer DynamicUser=yes or a dedicated non-root User= (its capability bounding set is emptied either way)", su.Name)
+		c.applyUnitFile(key, u, &n.Services[i], explicit)
+		su = n.Services[i]
+		if su.Root && !su.AllowRootInHighAssurance {
+			// Evidence (measured under systemd 252): a root service, even
+			// with no capabilities, can write what privileged host
+			// processes load later (cron spools, udev rules, unit dirs)
+			// unless the whole file system is read-only for it.
+			c.errorf(key, "%s runs as root (no User= or DynamicUser= in %s): a confined root service could write files that privileged host processes load; give the unit User= or DynamicUser=yes, or add allowRoot: true to this entry (it then runs with ProtectSystem=strict and only the capabilities daemons need to drop privileges: %s)", su.Name, u.Fragment, strings.Join(hardening.RootBaseline, " "))
+		}
+		c.checkLateOverrides(key, u, su, n)
+		c.checkExecPrefixes(key, u)
+		if p, _ := presetFor(su.Name, explicit); p != nil {
+			for _, need := range p.NeedsConfined {
+				if !services[need] {
+					c.warnf(key, "%s: %s must be confined in this namespace too (add \"- unit: %s\"): %s", p.Name, need, need, strings.Join(p.Notes, "; "))
+				}
 			}
 		}
 	}
@@ -173,23 +179,115 @@ func (c *compiler) checkNamespaceConflicts(key string, u *unitfile.Unit, section
 	}
 }
 
-// regainsNetCaps reports whether a capability assignment grants
-// CAP_NET_ADMIN or CAP_SYS_ADMIN (a "~" list grants everything not listed).
-func regainsNetCaps(v string) bool {
-	inverted := strings.HasPrefix(v, "~")
-	fields := strings.Fields(strings.TrimPrefix(v, "~"))
-	has := func(c string) bool {
-		for _, f := range fields {
-			if f == c {
-				return true
+func serviceIndex(list []unitSchema, name string) int {
+	for i, u := range list {
+		if str(u.Unit, "") == name {
+			return i
+		}
+	}
+	return 0
+}
+
+// execKeys are the settings that run commands of a service.
+var execKeys = []string{"ExecCondition", "ExecStartPre", "ExecStart", "ExecStartPost", "ExecReload", "ExecStop", "ExecStopPost"}
+
+// checkExecPrefixes refuses commands that run with full privileges.
+// Measured under systemd 252: "+" and PermissionsStartOnly= commands stay
+// in the namespace but run as root with every capability and without
+// InaccessiblePaths=, so they could change its firewall, read the keys,
+// or setns() out; "!" keeps the sandbox but runs as root.
+func (c *compiler) checkExecPrefixes(key string, u *unitfile.Unit) {
+	for _, s := range u.Settings {
+		if s.Section != "Service" {
+			continue
+		}
+		if s.Key == "PermissionsStartOnly" && truthy(s.Value) {
+			c.errorf(key, "%s: PermissionsStartOnly=%s runs the unit's other commands with full privileges (every capability, hidden paths visible), from where they could leave the namespace; remove it (in a drop-in sorting after %s: PermissionsStartOnly=no)", where(s), s.Value, DropInName)
+		}
+		for _, k := range execKeys {
+			if s.Key != k {
+				continue
+			}
+			prefix := strings.TrimLeft(s.Value, "@-:")
+			if strings.HasPrefix(prefix, "+") || strings.HasPrefix(strings.TrimLeft(prefix, "@-:!"), "+") {
+				c.errorf(key, "%s: %s=%s runs with full privileges (every capability, hidden paths visible) inside the namespace, from where it could leave it; drop the "+" (in a drop-in sorting after %s: %s= to reset, then the command without +)", where(s), s.Key, s.Value, DropInName, s.Key)
 			}
 		}
-		return false
 	}
-	if inverted {
-		return !has("CAP_NET_ADMIN") || !has("CAP_SYS_ADMIN")
+}
+
+// checkLateOverrides inspects the drop-ins applied after ours: a later
+// drop-in that weakens a confinement setting makes the file invalid (its
+// units are blocked), since systemd would apply it over ours.
+func (c *compiler) checkLateOverrides(key string, u *unitfile.Unit, su plan.Unit, n *plan.Namespace) {
+	allowed := map[string]bool{}
+	for _, cp := range su.Capabilities {
+		allowed[cp] = true
 	}
-	return has("CAP_NET_ADMIN") || has("CAP_SYS_ADMIN")
+	for _, s := range u.Settings {
+		if !afterOurs(u, s) || s.Section != "Service" {
+			continue
+		}
+		bad := ""
+		switch s.Key {
+		case "CapabilityBoundingSet", "AmbientCapabilities":
+			for _, cp := range grantedCaps(s.Value) {
+				if why := hardening.Forbidden[cp]; why != "" {
+					bad = fmt.Sprintf("gives the service back %s, which would let it %s", cp, why)
+					break
+				}
+			}
+		case "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths":
+			if s.Value == "" {
+				bad = "resets what vpn-confinement hides or mounts read-only (control planes, keys, the DNS files)"
+			}
+		case "BindPaths", "ReadWritePaths":
+			for _, f := range strings.Fields(s.Value) {
+				src := strings.TrimLeft(strings.SplitN(f, ":", 2)[0], "-+")
+				if why := hardening.WriteRefusal(src); why != "" && !strings.HasPrefix(src, "/home/") {
+					bad = "makes " + src + " writable: " + why
+					break
+				}
+			}
+		case "IPAddressAllow", "IPAddressDeny":
+			if n.Egress.Mode == plan.EgressAllowList {
+				bad = "changes the IP address filter of the allowList namespace"
+			}
+		case "ProtectSystem":
+			if su.Root && !strings.EqualFold(s.Value, "strict") {
+				bad = "weakens ProtectSystem=strict, which a root service needs (it could write files privileged host processes load)"
+			}
+		case "User", "DynamicUser", "NoNewPrivileges", "RestrictSUIDSGID":
+			// Handled by their effect: User/DynamicUser decide Root above;
+			// the others only matter together with setuid binaries, which
+			// the empty bounding set leaves without capabilities.
+		}
+		if bad != "" {
+			c.errorf(key, "%s: %s=%s in a drop-in applied after %s %s; remove it, or change that setting in the YAML file instead", where(s), s.Key, s.Value, DropInName, bad)
+		}
+	}
+}
+
+// grantedCaps is what an assignment of CapabilityBoundingSet= adds (a "~"
+// list grants everything not listed).
+func grantedCaps(v string) []string {
+	inverted := strings.HasPrefix(v, "~")
+	fields := strings.Fields(strings.TrimPrefix(v, "~"))
+	if !inverted {
+		return fields
+	}
+	listed := map[string]bool{}
+	for _, f := range fields {
+		listed[f] = true
+	}
+	var out []string
+	for cp := range hardening.Known {
+		if !listed[cp] {
+			out = append(out, cp)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // noUnits is the lookup used when unit files are not consulted.

@@ -269,6 +269,7 @@ func (c *compiler) compilePeers(n *plan.Namespace, s *wireguardSchema) {
 			}
 			p.EndpointRefreshSeconds = *ps.EndpointRefreshSeconds
 		}
+		c.compileFailover(key, &ps, &p)
 		n.WireGuard.Peers = append(n.WireGuard.Peers, p)
 	}
 }

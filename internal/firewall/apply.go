@@ -250,6 +250,55 @@ func UpdatePinEndpoints(ns *netns.NetNS, table string, endpoints []netip.AddrPor
 	return nil
 }
 
+// UpdatePorts atomically replaces the elements of the inet_service set
+// set of table in ns (flush and refill in one batch): the forwarded port
+// changes without a moment where both or neither are open, and without
+// touching rules or counters. A missing table or set fails the batch.
+func UpdatePorts(ns *netns.NetNS, table, set string, ports []uint16) error {
+	c, err := newConn(ns, 64<<10)
+	if err != nil {
+		return err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
+	ks, els, err := kernelSet(t, 0, &Set{Name: set, Type: TypeInetService, Ports: uniquePorts(ports)})
+	if err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
+	c.FlushSet(ks)
+	if err := addElements(c, ks, els); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: update set %s of table %s %s: %w", set, Family, table, err)
+	}
+	return nil
+}
+
+// Ports reads the elements of the inet_service set set of table in ns.
+// The error wraps ENOENT when the table or set is missing.
+func Ports(ns *netns.NetNS, table, set string) ([]uint16, error) {
+	c, err := newConn(ns, 0)
+	if err != nil {
+		return nil, err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
+	ks, err := c.GetSetByName(t, set)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: set %s of table %s %s: %w", set, Family, table, err)
+	}
+	els, err := c.GetSetElements(ks)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: elements of set %s: %w", set, err)
+	}
+	var out []uint16
+	for _, e := range els {
+		if len(e.Key) == 2 {
+			out = append(out, uint16(e.Key[0])<<8|uint16(e.Key[1]))
+		}
+	}
+	return uniquePorts(out), nil
+}
+
 // DeleteTable removes table inet table from ns. It is idempotent: the batch
 // is "add table" + "delete table", so a missing table is not an error and
 // there is no check-then-delete race.

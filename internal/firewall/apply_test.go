@@ -140,6 +140,7 @@ func applyCases() []applyCase {
 	for _, c := range buildCases() {
 		cs = append(cs, applyCase{c.name, Build(c.n), Apply})
 	}
+	cs = append(cs, applyCase{"hostlink", BuildHostLink(hostLinkNS()), Apply})
 	return append(cs, applyCase{"pin", BuildPin(pinNS(), pinEndpoints()), ApplyPin})
 }
 
@@ -347,5 +348,31 @@ func checkPackets(t *testing.T, ns *netns.NetNS, table string, want map[string]u
 	}
 	if diff := cmp.Diff(want, gotP); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+}
+
+// TestForwardedPorts: the forwarded-port set is replaced in one batch, read
+// back, and a missing set is an error (the lease helper then knows).
+func TestForwardedPorts(t *testing.T) {
+	requireNft(t)
+	n := newNS(t, "fwd")
+	r := Build(buildCases()[0].n) // reach: NAT-PMP, empty forwarded_ports
+	if err := Apply(n.ns, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range [][]uint16{{38534}, {40001}, nil} {
+		if err := UpdatePorts(n.ns, TableName, SetForwarded, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Ports(n.ns, TableName, SetForwarded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("ports %v, want %v", got, want)
+		}
+	}
+	if err := UpdatePorts(n.ns, TableName, "nope", []uint16{1}); err == nil {
+		t.Error("update of a missing set succeeded")
 	}
 }

@@ -26,6 +26,20 @@ const (
 	SetTunnelUDP      = "tunnel_udp_ports"
 	SetPinEndpointsV4 = "endpoints_v4"
 	SetPinEndpointsV6 = "endpoints_v6"
+	SetToHostTCP      = "to_host_tcp"
+	SetToHostUDP      = "to_host_udp"
+	// SetForwarded holds the provider-forwarded port(s), accepted inbound
+	// on the tunnel (TCP and UDP). It always exists with port forwarding,
+	// empty until a lease; the lease helper replaces its elements in one
+	// transaction (UpdatePorts) and a reload carries them over.
+	SetForwarded = "forwarded_ports"
+)
+
+// Gateway ports of the port-forwarding protocols (egress to the gateway
+// is allowed for exactly this port even in allowList mode).
+const (
+	NATPMPPort = 5351
+	PIAPort    = 19999
 )
 
 // DNSBlockedPorts are dropped on every output interface in strict DNS mode
@@ -104,10 +118,20 @@ func Build(n *plan.Namespace) *Ruleset {
 		}
 	}
 	hl := n.HostLink
-	host := hl != nil && hl.HostAddr.Unmap().Is4() && hl.NsIf != "" &&
-		addSet(&Set{Name: SetHostTCP, Type: TypeInetService, Ports: uniquePorts(n.Ingress.FromHostTCP)})
+	haveHL := hl != nil && hl.HostAddr.Unmap().Is4() && hl.NsIf != ""
+	host := haveHL && addSet(&Set{Name: SetHostTCP, Type: TypeInetService, Ports: uniquePorts(n.Ingress.FromHostTCP)})
 	ttcp := addSet(&Set{Name: SetTunnelTCP, Type: TypeInetService, Ports: uniquePorts(n.Ingress.FromTunnelTCP)})
 	tudp := addSet(&Set{Name: SetTunnelUDP, Type: TypeInetService, Ports: uniquePorts(n.Ingress.FromTunnelUDP)})
+	toTCP := haveHL && addSet(&Set{Name: SetToHostTCP, Type: TypeInetService, Ports: uniquePorts(n.Egress.ToHostTCP)})
+	toUDP := haveHL && addSet(&Set{Name: SetToHostUDP, Type: TypeInetService, Ports: uniquePorts(n.Egress.ToHostUDP)})
+	pf := n.PortForwarding
+	if pf != nil {
+		fw := &Set{Name: SetForwarded, Type: TypeInetService}
+		if pf.StaticPort != 0 {
+			fw.Ports = []uint16{pf.StaticPort}
+		}
+		r.Sets = append(r.Sets, fw) // declared even when empty
+	}
 
 	// input
 	in := &Chain{Name: "input", Hook: "input", Policy: Drop}
@@ -125,6 +149,10 @@ func Build(n *plan.Namespace) *Ruleset {
 	}
 	if tudp {
 		in.Rules = append(in.Rules, rule(Accept, iif(wg), inSet(FieldUDPDPort, SetTunnelUDP)))
+	}
+	if pf != nil {
+		in.Rules = append(in.Rules, counted(Accept, iif(wg), inSet(FieldTCPDPort, SetForwarded)),
+			rule(Accept, iif(wg), inSet(FieldUDPDPort, SetForwarded)))
 	}
 	in.Rules = append(in.Rules, counted(Drop))
 
@@ -152,6 +180,22 @@ func Build(n *plan.Namespace) *Ruleset {
 		// egress accepts, so an allow-listed 853 or 53 cannot reopen it.
 		add(rule(Drop, is(FieldUDPDPort, 53)), rule(Drop, is(FieldTCPDPort, 53)),
 			rule(Drop, inSet(FieldUDPDPort, SetDNSBlocked)), rule(Drop, inSet(FieldTCPDPort, SetDNSBlocked)))
+	}
+	if pf != nil && pf.Gateway.Is4() {
+		// The lease protocol's own port on the gateway, and nothing more
+		// of it, even in allowList mode.
+		switch pf.Protocol {
+		case plan.PortForwardNATPMP:
+			add(rule(Accept, oif(wg), Match{Field: FieldIPDAddr, Addr: pf.Gateway}, is(FieldUDPDPort, NATPMPPort)))
+		case plan.PortForwardPIA:
+			add(rule(Accept, oif(wg), Match{Field: FieldIPDAddr, Addr: pf.Gateway}, is(FieldTCPDPort, PIAPort)))
+		}
+	}
+	if toTCP {
+		add(counted(Accept, oif(hl.NsIf), Match{Field: FieldIPDAddr, Addr: hl.HostAddr.Unmap()}, inSet(FieldTCPDPort, SetToHostTCP)))
+	}
+	if toUDP {
+		add(counted(Accept, oif(hl.NsIf), Match{Field: FieldIPDAddr, Addr: hl.HostAddr.Unmap()}, inSet(FieldUDPDPort, SetToHostUDP)))
 	}
 	if allowList {
 		add(egressRules(n, wg, tcp, udp, c4, c6)...)

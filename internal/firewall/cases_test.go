@@ -105,7 +105,24 @@ func buildCases() []buildCase {
 	edges.Egress = plan.Egress{Mode: plan.EgressAllowList,
 		AllowedCIDRs: pfx("0.0.0.0/8", "255.255.255.0/24", "ffff::/16"), AllowedUDPPorts: []uint16{443}}
 
+	// Round 2: confined → host exceptions and a NAT-PMP forwarded port
+	// (empty set until a lease) in allowList mode.
+	reach := baseNS("reach")
+	reach.HostLink = a.HostLink
+	reach.Egress = plan.Egress{Mode: plan.EgressAllowList, AllowedTCPPorts: []uint16{443}, ToHostTCP: []uint16{5432, 8096}, ToHostUDP: []uint16{1900}}
+	reach.PortForwarding = &plan.PortForwarding{Protocol: plan.PortForwardNATPMP, Gateway: netip.MustParseAddr("10.2.0.1")}
+
+	pia := baseNS("pia")
+	pia.Egress = plan.Egress{Mode: plan.EgressAllowList, AllowedCIDRs: pfx("203.0.113.0/24")}
+	pia.PortForwarding = &plan.PortForwarding{Protocol: plan.PortForwardPIA, Gateway: netip.MustParseAddr("10.0.0.1")}
+
+	static := baseNS("static")
+	static.PortForwarding = &plan.PortForwarding{Protocol: plan.PortForwardStatic, StaticPort: 51413}
+
 	return []buildCase{
+		{"reach_tohost_natpmp_allowlist", reach},
+		{"portforward_pia_allowlist", pia},
+		{"portforward_static", static},
 		{"a_strict_allowall_v6off_hostlink", a},
 		{"b_strict_allowlist_v6_ports_cidrs_ingress", b},
 		{"compat", compat},
@@ -133,4 +150,10 @@ func pinEndpoints() []netip.AddrPort {
 		netip.MustParseAddrPort("[::ffff:203.0.113.9]:443"),
 		netip.MustParseAddrPort("198.51.100.7:51820"),
 	}
+}
+
+// hostLinkNS is the plan of the host-side host-link table tests.
+func hostLinkNS() *plan.Namespace {
+	n := buildCases()[0].n // reach: host link with toHost ports
+	return n
 }

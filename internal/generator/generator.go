@@ -29,6 +29,9 @@ type Options struct {
 	UnitPath  []string // default (nil) unitfile.SystemPath; empty: no unit-file checks
 	StateDir  string   // default plan.StateDir
 	UnitDir   string   // where the templates are installed (symlink targets)
+	// PasswdFile is read for services' home directories (default
+	// /etc/passwd; "-" for none).
+	PasswdFile string
 }
 
 // DefaultConfigDir is where namespace files live.
@@ -88,6 +91,14 @@ func Generate(o Options) (*Output, error) {
 	env := config.Env{}
 	if len(o.UnitPath) > 0 {
 		env.Units = unitfile.Search{Path: o.UnitPath}
+	}
+	if o.PasswdFile == "" {
+		o.PasswdFile = "/etc/passwd"
+	}
+	if o.PasswdFile != "-" {
+		if b, err := os.ReadFile(o.PasswdFile); err == nil {
+			env.LookupHome = config.PasswdHomes(b)
+		}
 	}
 	stems := map[string][]string{}
 	for _, e := range entries {
@@ -289,6 +300,15 @@ func emitNamespace(out *Output, n *plan.Namespace, managed map[string]bool, env 
 	out.Files[units.Instance(units.WgTemplate, name)+".d/"+config.DropInName] = units.WireGuardDropIn(n, managed)
 	if n.WireGuard.Pinning != nil {
 		out.Files[units.Instance(units.PinTemplate, name)+".d/"+config.DropInName] = units.PinDropIn(n, managed)
+	}
+	if n.PortForwarding != nil {
+		out.Files[units.Instance(units.PfTemplate, name)+".d/"+config.DropInName] = units.PortForwardDropIn(n)
+	}
+	for _, p := range n.Publish {
+		out.Files[p.Unit+".socket"] = units.PublishSocket(n, p)
+		if p.Activate == "" {
+			out.Files[p.Unit+".service"] = units.PublishProxy(n, p)
+		}
 	}
 	if n.Autostart {
 		out.Links["multi-user.target.wants/"+units.Instance(units.NsTemplate, name)] = filepath.Join(unitDir, units.NsTemplate)

@@ -14,7 +14,7 @@ func TestGolden(t *testing.T) {
 	for _, name := range gentest.Cases(t) {
 		t.Run(name, func(t *testing.T) {
 			c := gentest.Prepare(t, name)
-			opts := Options{ConfigDir: c.ConfigDir, StateDir: c.StateDir, UnitPath: []string{}, UnitDir: "/usr/lib/systemd/system"}
+			opts := Options{ConfigDir: c.ConfigDir, StateDir: c.StateDir, UnitPath: []string{}, UnitDir: "/usr/lib/systemd/system", PasswdFile: c.PasswdFile}
 			if c.UnitDir != "" {
 				opts.UnitPath = []string{c.UnitDir}
 			}

@@ -35,6 +35,8 @@ type Case struct {
 	ConfigDir string // temporary copy
 	UnitDir   string // fake unit path ("" if none)
 	StateDir  string
+	// PasswdFile is the case's passwd, or "-" (none).
+	PasswdFile string
 }
 
 // Cases lists the case directories.
@@ -63,6 +65,12 @@ func Prepare(t *testing.T, name string) *Case {
 	if _, err := os.Stat(filepath.Join(c.Dir, "units")); err == nil {
 		c.UnitDir = filepath.Join(tmp, "units")
 		copyTree(t, filepath.Join(c.Dir, "units"), c.UnitDir, c.ConfigDir)
+	}
+	// A fixed passwd (the case's own, or none) keeps the goldens
+	// independent of the machine's users.
+	c.PasswdFile = "-"
+	if _, err := os.Stat(filepath.Join(c.Dir, "passwd")); err == nil {
+		c.PasswdFile = filepath.Join(c.Dir, "passwd")
 	}
 	c.StateDir = filepath.Join(tmp, "state")
 	if _, err := os.Stat(filepath.Join(c.Dir, "state")); err == nil {

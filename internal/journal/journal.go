@@ -14,6 +14,7 @@ import (
 
 // Priorities (syslog levels).
 const (
+	Alert   = 1
 	Err     = 3
 	Warning = 4
 	Notice  = 5

@@ -19,7 +19,7 @@ import (
 
 // Version is bumped on any incompatible change of the JSON layout; helpers
 // refuse a plan of another version (fail closed) rather than guess.
-const Version = 1
+const Version = 2
 
 // Defaults for paths. They are variables so tests and packagers can move them.
 var (
@@ -54,6 +54,93 @@ type Namespace struct {
 	WireGuard       WireGuard `json:"wireguard"`
 	Services        []Unit    `json:"services,omitempty"`
 	Sockets         []Unit    `json:"sockets,omitempty"`
+	// Lifecycle: what confined services go through while the tunnel is
+	// down (OnTunnelLoss*), and when a live tunnel counts as stalled.
+	OnTunnelLoss string   `json:"onTunnelLoss"`
+	Watchdog     Watchdog `json:"watchdog"`
+	// Publish lists confined ports published on host addresses.
+	Publish        []Publish       `json:"publish,omitempty"`
+	PortForwarding *PortForwarding `json:"portForwarding,omitempty"`
+}
+
+// What happens to confined services while their tunnel is down.
+const (
+	// OnTunnelLossBlock: they keep running with no way out; traffic
+	// resumes by itself when the tunnel is back.
+	OnTunnelLossBlock = "block"
+	// OnTunnelLossStop: they are stopped, and started again when the
+	// tunnel is back.
+	OnTunnelLossStop = "stop"
+	// OnTunnelLossFreeze: they are frozen (cgroup freezer), and thawed
+	// when the tunnel is back.
+	OnTunnelLossFreeze = "freeze"
+)
+
+// LossMode is OnTunnelLoss, block when unset.
+func (n *Namespace) LossMode() string {
+	if n.OnTunnelLoss == "" {
+		return OnTunnelLossBlock
+	}
+	return n.OnTunnelLoss
+}
+
+// Watchdog tunes stall detection. A tunnel is stalled when no handshake
+// completed for StallAfterSeconds while it was sending (WireGuard rekeys
+// every 120 s while there is traffic, and a session is dead after 180 s);
+// an endpoint that never completes a first handshake within
+// FirstHandshakeSeconds is failed over to the next one.
+type Watchdog struct {
+	StallAfterSeconds     int `json:"stallAfterSeconds"`
+	FirstHandshakeSeconds int `json:"firstHandshakeSeconds"`
+}
+
+// Publish is one published port: sockets on the host (ListenStream=
+// values) whose connections reach Port inside the namespace, through a
+// confined proxy or, with Activate, handed to a listed service directly.
+type Publish struct {
+	// Unit is the name (without suffix) of the generated socket and proxy
+	// units, vpn-publish-NAME-PORT.
+	Unit         string   `json:"unit"`
+	Listen       []string `json:"listen"`
+	Port         uint16   `json:"port"`
+	Activate     string   `json:"activate,omitempty"`
+	BindToDevice string   `json:"bindToDevice,omitempty"`
+	// LAN: a listen address beyond loopback (reachable from other hosts).
+	LAN bool `json:"lan,omitempty"`
+}
+
+// Port-forwarding protocols.
+const (
+	PortForwardNATPMP = "natpmp"
+	PortForwardPIA    = "pia"
+	PortForwardStatic = "static"
+)
+
+// PortForwarding is the provider port-forwarding lease of the namespace.
+type PortForwarding struct {
+	Protocol string     `json:"protocol"`
+	Gateway  netip.Addr `json:"gateway,omitempty"`
+	// StaticPort is the port of protocol static.
+	StaticPort uint16 `json:"staticPort,omitempty"`
+	PIA        *PIA   `json:"pia,omitempty"`
+	Apps       []App  `json:"apps,omitempty"`
+	// HookUnit is (re)started after every port change and on loss.
+	HookUnit string `json:"hookUnit,omitempty"`
+}
+
+// PIA is what PIA's port-forwarding API needs.
+type PIA struct {
+	Hostname    string    `json:"hostname"`
+	CAFile      string    `json:"caFile"`
+	Credentials KeySource `json:"credentials"`
+	TokenURL    string    `json:"tokenURL,omitempty"`
+}
+
+// App is a torrent client whose listen port follows the lease.
+type App struct {
+	Type            string `json:"type"`
+	URL             string `json:"url"`
+	CredentialsFile string `json:"credentialsFile,omitempty"`
 }
 
 // DNS modes.
@@ -84,6 +171,10 @@ type Egress struct {
 	AllowedTCPPorts    []uint16       `json:"allowedTcpPorts,omitempty"`
 	AllowedUDPPorts    []uint16       `json:"allowedUdpPorts,omitempty"`
 	AllowEssentialICMP bool           `json:"allowEssentialIcmp"`
+	// ToHostTCP/UDP are host ports confined services may open over the
+	// host link (to HostLink.HostAddr only).
+	ToHostTCP []uint16 `json:"toHostTcp,omitempty"`
+	ToHostUDP []uint16 `json:"toHostUdp,omitempty"`
 }
 
 // Ingress lists inbound ports. FromHostTCP already merges
@@ -154,9 +245,12 @@ func (e Endpoint) IsHostname() bool {
 
 // Peer is one WireGuard peer.
 type Peer struct {
-	PublicKey              string         `json:"publicKey"`
-	PresharedKey           *KeySource     `json:"presharedKey,omitempty"`
-	Endpoint               *Endpoint      `json:"endpoint,omitempty"`
+	PublicKey    string     `json:"publicKey"`
+	PresharedKey *KeySource `json:"presharedKey,omitempty"`
+	Endpoint     *Endpoint  `json:"endpoint,omitempty"`
+	// Failover are further endpoints of the same peer, tried in order
+	// when the current one stalls or never answers.
+	Failover               []Endpoint     `json:"failover,omitempty"`
 	AllowedIPs             []netip.Prefix `json:"allowedIPs"`
 	PersistentKeepalive    int            `json:"persistentKeepalive,omitempty"`
 	EndpointRefreshSeconds int            `json:"endpointRefreshSeconds,omitempty"`
@@ -185,13 +279,49 @@ type Unit struct {
 	// InstalledLater: the unit may be missing from the unit search path at
 	// compile time (otherwise a missing unit is an error: usually a typo).
 	InstalledLater bool `json:"installedLater,omitempty"`
+	// Root: the service runs as root (allowed with allowRoot only).
+	Root bool `json:"root,omitempty"`
+	// AllowSystemBus keeps the D-Bus system bus reachable.
+	AllowSystemBus bool `json:"allowSystemBus,omitempty"`
+	// Home is its user's home, made writable.
+	Home string `json:"home,omitempty"`
+	// App is the preset applied (qbittorrent, transmission, ...), if any.
+	App string `json:"app,omitempty"`
+	// ReadWritePaths are made writable for it (preset and user's).
+	ReadWritePaths []string `json:"readWritePaths,omitempty"`
+	// Capabilities is its capability bounding set (empty: none).
+	Capabilities []string `json:"capabilities,omitempty"`
+	// RuntimeFiles are files under /run the service writes (its PIDFile=),
+	// created by the namespace helper so they can be made writable alone.
+	RuntimeFiles []string `json:"runtimeFiles,omitempty"`
 }
 
 // NetnsPath is the pinned namespace path for name.
 func NetnsPath(name string) string { return NetnsDir + "/" + name }
 
-// RuntimePath is the runtime directory of namespace name.
+// RuntimePath is the runtime directory of namespace name: what its
+// confined services may read (resolv.conf, nsswitch.conf, the forwarded
+// port). They see it read-only and nothing else of RuntimeDir.
 func RuntimePath(name string) string { return RuntimeDir + "/" + name }
+
+// The private parts of RuntimeDir. Their names start with "_", which no
+// namespace name can, so they never collide with a RuntimePath.
+const (
+	privateSubdir = "_private"
+	metricsSubdir = "_metrics"
+)
+
+// PrivatePath is the root-only runtime directory of namespace name (the
+// tunnel's state and control socket, the applied plan, unit records,
+// files bound into root services).
+func PrivatePath(name string) string { return RuntimeDir + "/" + privateSubdir + "/" + name }
+
+// MetricsDir holds one Prometheus textfile per namespace (point
+// node_exporter's --collector.textfile.directory at it).
+func MetricsDir() string { return RuntimeDir + "/" + metricsSubdir }
+
+// MetricsPath is the Prometheus textfile of namespace name.
+func MetricsPath(name string) string { return MetricsDir() + "/" + name + ".prom" }
 
 // Path is the plan file of namespace name inside generator dir dir.
 func Path(dir, name string) string { return dir + "/" + PlanSubdir + "/" + name + ".json" }

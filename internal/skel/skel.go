@@ -21,9 +21,16 @@ import (
 // Verb is one command of a helper.
 type Verb func(ctx context.Context, n *plan.Namespace, log *journal.Logger) error
 
+// planPath is the plan the running verb loaded.
+var planPath string
+
+// PlanPath is the path of the plan the running verb loaded (reload reads
+// it again).
+func PlanPath() string { return planPath }
+
 // Main runs the helper prog with the given verbs and exits.
 func Main(prog string, verbs map[string]Verb) {
-	planPath := flag.String("plan", "", "plan file (default: the generator's plan of NAME)")
+	planPathFlag := flag.String("plan", "", "plan file (default: the generator's plan of NAME)")
 	verbose := flag.Bool("v", false, "debug logging")
 	names := make([]string, 0, len(verbs))
 	for v := range verbs {
@@ -42,12 +49,13 @@ func Main(prog string, verbs map[string]Verb) {
 	}
 	cmd, name := flag.Arg(0), flag.Arg(1)
 	log := journal.New(*verbose)
-	if *planPath == "" {
-		*planPath = plan.Path(plan.DefaultGeneratorDir, name)
+	if *planPathFlag == "" {
+		*planPathFlag = plan.Path(plan.DefaultGeneratorDir, name)
 	}
-	n, err := plan.LoadTrusted(*planPath)
+	planPath = *planPathFlag
+	n, err := plan.LoadTrusted(planPath)
 	if err == nil && n.Name != name {
-		err = fmt.Errorf("plan %s is for namespace %q, not %q", *planPath, n.Name, name)
+		err = fmt.Errorf("plan %s is for namespace %q, not %q", planPath, n.Name, name)
 	}
 	if err != nil {
 		log.Errorf("%v", err)

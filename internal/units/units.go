@@ -24,6 +24,7 @@ const (
 	NsTemplate  = "vpn-ns@.service"
 	WgTemplate  = "vpn-wg@.service"
 	PinTemplate = "vpn-pin@.service"
+	PfTemplate  = "vpn-pf@.service"
 )
 
 // Instance returns the instance name of template t for namespace name.
@@ -84,9 +85,41 @@ const docs = "man:vpn-confinement.d(5) man:vpn-confinement-generator(8)"
 func NamespaceDropIn(n *plan.Namespace) []byte {
 	f := &file{comments: []string{"Namespace " + n.Name + " compiled from " + n.Source}}
 	f.add("Unit", "SourcePath", Escape(n.Source))
-	f.add("Unit", "Wants", Instance(WgTemplate, n.Name))
+	wants := []string{Instance(WgTemplate, n.Name)}
+	if n.PortForwarding != nil {
+		wants = append(wants, Instance(PfTemplate, n.Name))
+	}
+	for _, p := range n.Publish {
+		wants = append(wants, p.Unit+".socket")
+	}
+	f.add("Unit", "Wants", strings.Join(wants, " "))
 	return f.bytes()
 }
+
+// PortForwardDropIn configures vpn-pf@NAME (the lease loop): its
+// credentials, and that it follows the tunnel.
+func PortForwardDropIn(n *plan.Namespace) []byte {
+	f := &file{comments: []string{"Port forwarding of namespace " + n.Name + " compiled from " + n.Source}}
+	f.add("Unit", "SourcePath", Escape(n.Source))
+	pf := n.PortForwarding
+	var creds []string
+	if pf.PIA != nil && pf.PIA.Credentials.File != "" {
+		creds = append(creds, pf.PIA.Credentials.Credential+":"+Escape(pf.PIA.Credentials.File))
+	}
+	for i, a := range pf.Apps {
+		if a.CredentialsFile != "" {
+			creds = append(creds, AppCredential(i)+":"+Escape(a.CredentialsFile))
+		}
+	}
+	f.add("Service", "LoadCredential", creds...)
+	if pf.HookUnit != "" {
+		f.add("Unit", "Wants", pf.HookUnit)
+	}
+	return f.bytes()
+}
+
+// AppCredential is the credential name of port-forwarding app i.
+func AppCredential(i int) string { return fmt.Sprintf("app-%d", i) }
 
 // WireGuardDropIn configures vpn-wg@NAME: its socket namespace, pinning
 // dependency and key credentials.
@@ -158,11 +191,23 @@ func PinDropIn(n *plan.Namespace, managed map[string]bool) []byte {
 	return f.bytes()
 }
 
+// chainDeps binds a confined unit to its namespace: stopping or losing
+// the namespace stops it, in every mode. The tunnel is wanted and ordered
+// before it, so it starts first; with onTunnelLoss: stop it is required
+// (an explicit stop or restart of the tunnel stops or restarts the unit),
+// and the tunnel helper stops it on loss and starts it again. It is never
+// bound to the tunnel: a tunnel that dies and returns (block, freeze) does
+// not take it down.
 func chainDeps(f *file, n *plan.Namespace) {
-	deps := Instance(NsTemplate, n.Name) + " " + Instance(WgTemplate, n.Name)
+	ns, wg := Instance(NsTemplate, n.Name), Instance(WgTemplate, n.Name)
 	f.add("Unit", "Documentation", docs)
-	f.add("Unit", "BindsTo", deps)
-	f.add("Unit", "After", deps)
+	f.add("Unit", "BindsTo", ns)
+	if n.OnTunnelLoss == plan.OnTunnelLossStop {
+		f.add("Unit", "Requires", wg)
+	} else {
+		f.add("Unit", "Wants", wg)
+	}
+	f.add("Unit", "After", ns+" "+wg)
 }
 
 // strength orders values of settings where our drop-in must never weaken a
@@ -213,7 +258,8 @@ func ServiceHeader(n *plan.Namespace, u plan.Unit) []byte {
 // BodyKey identifies service drop-in bodies that render identically within
 // a namespace, so the generator renders each distinct body once.
 func BodyKey(u plan.Unit, existing *unitfile.Unit) string {
-	k := fmt.Sprintf("%s|%v|%s", u.HardeningProfile, u.RestrictBind, strings.Join(u.ExtraAddressFamilies, " "))
+	k := fmt.Sprintf("%s|%v|%s|%v|%v|%s|%s|%s|%s|%s", u.HardeningProfile, u.RestrictBind, strings.Join(u.ExtraAddressFamilies, " "),
+		u.Root, u.AllowSystemBus, u.Home, u.App, strings.Join(u.ReadWritePaths, " "), strings.Join(u.Capabilities, " "), strings.Join(u.RuntimeFiles, " "))
 	if existing != nil {
 		for _, set := range []string{"ProtectSystem", "ProtectHome"} {
 			if s, ok := existing.Last("Service", set); ok {
@@ -222,98 +268,6 @@ func BodyKey(u plan.Unit, existing *unitfile.Unit) string {
 		}
 	}
 	return k
-}
-
-// ServiceBody is everything of a service drop-in after the header: the
-// same for every unit with the same BodyKey in a namespace.
-func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte {
-	f := &file{}
-	chainDeps(f, n)
-
-	f.add("Service", "NetworkNamespacePath", plan.NetnsPath(n.Name))
-	families := []string{"AF_UNIX", "AF_INET"}
-	if n.IPv6 {
-		families = append(families, "AF_INET6")
-	}
-	families = append(families, u.ExtraAddressFamilies...)
-	f.add("Service", "RestrictAddressFamilies", "", strings.Join(families, " "))
-
-	if n.DNS.Mode == plan.DNSStrict {
-		rt := plan.RuntimePath(n.Name)
-		f.add("Service", "BindReadOnlyPaths", rt+"/resolv.conf:/etc/resolv.conf", rt+"/nsswitch.conf:/etc/nsswitch.conf")
-		// A tmpfs (not InaccessiblePaths=) over the resolver directories:
-		// when /etc/resolv.conf is a symlink into one of them, the bind
-		// mount above lands on a file inside this tmpfs and still works,
-		// while the resolver sockets behind it are gone.
-		f.add("Service", "TemporaryFileSystem", "/run/systemd/resolve:ro", "/run/resolvconf:ro")
-		if !n.DNS.AllowHostResolverIPC {
-			f.add("Service", "InaccessiblePaths", "-/run/nscd -/var/run/nscd -/run/dbus/system_bus_socket -/var/run/dbus/system_bus_socket -/run/avahi-daemon/socket")
-		}
-	}
-
-	// Key material: a root service keeps file-owner access to root's 0600
-	// key files even with no capabilities, so hide the config dir, every
-	// key file and the tunnel's credential store from confined services.
-	f.add("Service", "InaccessiblePaths", strings.Join(secretPaths(n), " "))
-
-	// Capabilities: an empty bounding set means even a root service cannot
-	// flush its firewall (CAP_NET_ADMIN) or setns() out (CAP_SYS_ADMIN).
-	f.add("Service", "CapabilityBoundingSet", "")
-	f.add("Service", "AmbientCapabilities", "")
-	f.add("Service", "NoNewPrivileges", "yes")
-	f.add("Service", "PrivateTmp", "yes")
-	cur := func(k string) string {
-		if existing != nil {
-			if s, ok := existing.Last("Service", k); ok {
-				return s.Value
-			}
-		}
-		return ""
-	}
-	ps, ph := "full", "read-only"
-	if u.HardeningProfile == plan.HardeningStrict {
-		ps, ph = "strict", "yes"
-	}
-	f.add("Service", "ProtectSystem", stronger("ProtectSystem", ps, cur("ProtectSystem")))
-	f.add("Service", "ProtectHome", stronger("ProtectHome", ph, cur("ProtectHome")))
-	f.add("Service", "ProtectControlGroups", "yes")
-	f.add("Service", "RestrictSUIDSGID", "yes")
-	f.add("Service", "LockPersonality", "yes")
-	if u.HardeningProfile == plan.HardeningStrict {
-		for _, k := range []string{"PrivateDevices", "ProtectKernelModules", "ProtectKernelTunables", "ProtectKernelLogs",
-			"RestrictNamespaces", "ProtectClock", "ProtectHostname", "RestrictRealtime", "MemoryDenyWriteExecute"} {
-			f.add("Service", k, "yes")
-		}
-		f.add("Service", "ProtectProc", "invisible")
-		f.add("Service", "SystemCallArchitectures", "native")
-		f.add("Service", "SystemCallFilter", "@system-service", "~@mount")
-		f.add("Service", "SystemCallErrorNumber", "EPERM")
-	}
-
-	// A second, independent layer in allowList mode: systemd's cgroup IP
-	// filter (needs cgroup v2, not the BPF framework). Skipped when the
-	// tunnel accepts inbound connections: their peers are arbitrary.
-	if n.Egress.Mode == plan.EgressAllowList && len(n.Ingress.FromTunnelTCP)+len(n.Ingress.FromTunnelUDP) == 0 {
-		f.add("Service", "IPAddressDeny", "", "any")
-		f.add("Service", "IPAddressAllow", "", strings.Join(ipAllow(n), " "))
-	}
-
-	if u.RestrictBind {
-		f.comments = append(f.comments, "",
-			"SocketBindAllow=/SocketBindDeny= are enforced only by a systemd built with",
-			"+BPF_FRAMEWORK (see systemctl --version); elsewhere systemd ignores them",
-			"silently and the namespace firewall is the layer that holds.")
-		f.add("Service", "SocketBindDeny", "", "any")
-		var allow []string
-		for _, p := range append(append([]uint16{}, n.Ingress.FromHostTCP...), n.Ingress.FromTunnelTCP...) {
-			allow = append(allow, fmt.Sprintf("tcp:%d", p))
-		}
-		for _, p := range n.Ingress.FromTunnelUDP {
-			allow = append(allow, fmt.Sprintf("udp:%d", p))
-		}
-		f.add("Service", "SocketBindAllow", append([]string{""}, dedupe(allow)...)...)
-	}
-	return f.body()
 }
 
 // secretPaths lists what a confined service must never read ("-": may not exist).
@@ -336,6 +290,15 @@ func secretPaths(n *plan.Namespace) []string {
 		}
 	}
 	add("/run/credentials/" + Instance(WgTemplate, n.Name))
+	if pf := n.PortForwarding; pf != nil {
+		if pf.PIA != nil {
+			add(pf.PIA.Credentials.File)
+		}
+		for _, a := range pf.Apps {
+			add(a.CredentialsFile)
+		}
+		add("/run/credentials/" + Instance(PfTemplate, n.Name))
+	}
 	return out
 }
 

@@ -162,40 +162,8 @@ func TestRefreshSchedule(t *testing.T) {
 	peers := []plan.Peer{host("a.test", 30), host("b.test", 0), host("192.0.2.1", 5), {}, host("c.test", 10)}
 	want := []time.Duration{30 * time.Second, 5 * time.Second, 0, 0, 10 * time.Second}
 	for i, w := range want {
-		if got := refreshInterval(peers, i); got != w {
+		if got := RefreshInterval(peers, i); got != w {
 			t.Errorf("peer %d: interval %s, want %s", i, got, w)
-		}
-	}
-	t0 := time.Unix(1000, 0)
-	r := newRefresher(peers, t0)
-	if w := r.wait(t0); w != 5*time.Second {
-		t.Errorf("first wait %s, want 5s", w)
-	}
-	if d := r.due(t0.Add(10 * time.Second)); !cmp.Equal(d, []int{1, 4}) {
-		t.Errorf("due at +10s = %v", d)
-	}
-	if d := r.due(t0.Add(30 * time.Second)); !cmp.Equal(d, []int{0, 1, 4}) {
-		t.Errorf("due at +30s = %v", d)
-	}
-	none := newRefresher([]plan.Peer{host("192.0.2.1", 5)}, t0)
-	if w := none.wait(t0); w < 24*time.Hour {
-		t.Errorf("literal-only wait = %s", w)
-	}
-}
-
-func TestStatusLine(t *testing.T) {
-	now := time.Unix(10000, 0)
-	cases := []struct {
-		s    Stats
-		want string
-	}{
-		{Stats{}, "no handshake yet, rx 0 B, tx 0 B"},
-		{Stats{LastHandshake: now.Add(-5 * time.Second), RxBytes: 1536, TxBytes: 3 << 20}, "handshake 5s ago, rx 1.5 KiB, tx 3.0 MiB"},
-		{Stats{LastHandshake: now.Add(-200 * time.Second)}, "no handshake for 3m20s (tunnel stalled), rx 0 B, tx 0 B"},
-	}
-	for _, c := range cases {
-		if got := StatusLine(c.s, now); got != c.want {
-			t.Errorf("StatusLine = %q, want %q", got, c.want)
 		}
 	}
 }

@@ -58,6 +58,13 @@ type Options struct {
 	// own namespace. Only used when pinning is on.
 	UpdatePins func(table string, endpoints []netip.AddrPort) error
 
+	// AllowUnresolved brings the tunnel up even when a hostname endpoint
+	// cannot be resolved yet (boot before the uplink, a dead resolver):
+	// that peer has no endpoint, its traffic goes nowhere (fail closed),
+	// and the supervisor retries with ResolvePending. Without it Create
+	// fails, as a tunnel that only looks ready would.
+	AllowUnresolved bool
+
 	// failAt makes Create fail right after the named step (tests).
 	failAt string
 }
@@ -85,11 +92,13 @@ type Device struct {
 	created   bool // a kernel link we created (and must delete)
 
 	// userspace backend
-	dev  *device.Device
-	uapi net.Listener
+	dev   *device.Device
+	uapi  net.Listener
+	nstun *nsTUN
 
 	mu        sync.Mutex
-	endpoints []netip.AddrPort // parallel to n.WireGuard.Peers
+	endpoints []netip.AddrPort // parallel to n.WireGuard.Peers (invalid: none yet)
+	epIndex   []int            // which of the peer's endpoints is in use (0: Endpoint, k: Failover[k-1])
 	pubs      []wgtypes.Key
 
 	stalled bool // last status saw no handshake for staleHandshake
@@ -139,7 +148,12 @@ func CreateWithOptions(ctx context.Context, n *plan.Namespace, target *netns.Net
 		}
 		d.pubs = append(d.pubs, pub)
 	}
+	d.epIndex = make([]int, len(wg.Peers))
 	d.endpoints, err = ResolveEndpoints(ctx, opts.Resolver, wg.Peers)
+	if err != nil && opts.AllowUnresolved {
+		log.Warnf("tunnel %s: %v; coming up without that endpoint (no traffic leaves until it resolves)", wg.Interface, err)
+		err = nil
+	}
 	if err := d.step("resolve", err); err != nil {
 		return nil, err
 	}
@@ -299,6 +313,7 @@ func (d *Device) createUserspace() error {
 	}
 	nt := &nsTUN{Device: t}
 	nt.mtu.Store(int32(mtu))
+	d.nstun = nt
 	d.dev = device.NewDevice(nt, conn.NewDefaultBind(), d.deviceLogger())
 	d.backend = plan.BackendUserspace
 	l, err := d.nl.LinkByName(wg.Interface)
@@ -333,6 +348,8 @@ type nsTUN struct {
 }
 
 func (t *nsTUN) MTU() (int, error) { return int(t.mtu.Load()), nil }
+
+func (d *Device) tunDevice() (*nsTUN, bool) { return d.nstun, d.nstun != nil }
 
 func (d *Device) deviceLogger() *device.Logger {
 	return &device.Logger{

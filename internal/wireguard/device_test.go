@@ -196,51 +196,10 @@ func TestKernelBackendFailsClosed(t *testing.T) {
 	assertGone(t, tp, ns)
 }
 
-// TestRunDetectsLinkLoss: deleting the link inside the namespace (or the
-// namespace pin) makes Run fail at once, so systemd stops confined units.
-func TestRunDetectsLinkLoss(t *testing.T) {
-	for _, how := range []string{"delete link", "delete namespace"} {
-		t.Run(how, func(t *testing.T) {
-			tp := testnet.New(t)
-			ns := tp.ConfinedNS()
-			log, _ := testLog(t)
-			d, err := Create(context.Background(), tp.Plan, ns, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			errc := make(chan error, 1)
-			go func() { errc <- d.Run(context.Background()) }()
-			waitHandshake(t, d)
-			start := time.Now()
-			switch how {
-			case "delete link":
-				out, err := exec.Command("ip", "-n", tp.Name, "link", "del", tp.Plan.WireGuard.Interface).CombinedOutput()
-				if err != nil {
-					t.Fatalf("ip link del: %v %s", err, out)
-				}
-			case "delete namespace":
-				if err := netns.Unpin(plan.NetnsPath(tp.Name)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			select {
-			case err := <-errc:
-				if !errors.Is(err, ErrTunnelGone) {
-					t.Fatalf("Run = %v, want ErrTunnelGone", err)
-				}
-				t.Logf("detected in %s: %v", time.Since(start).Round(time.Millisecond), err)
-			case <-time.After(CheckInterval + 3*time.Second):
-				t.Fatal("Run did not notice")
-			}
-			d.Close()
-			assertGone(t, tp, ns)
-		})
-	}
-}
-
-// TestRunStopsCleanly: cancelling the context (SIGTERM) returns nil.
-func TestRunStopsCleanly(t *testing.T) {
+// TestCheckDetectsLinkLoss: deleting the link inside the namespace makes
+// Check fail (the supervisor then brings the tunnel back); the userspace
+// device notices its TUN is gone.
+func TestCheckDetectsLinkLoss(t *testing.T) {
 	tp := testnet.New(t)
 	ns := tp.ConfinedNS()
 	log, _ := testLog(t)
@@ -248,18 +207,39 @@ func TestRunStopsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- d.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	if err := <-errc; err != nil {
-		t.Fatalf("Run = %v", err)
+	defer d.Close()
+	waitHandshake(t, d)
+	if err := d.Check(); err != nil {
+		t.Fatalf("Check of a live tunnel: %v", err)
 	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
+	out, err := exec.Command("ip", "-n", tp.Name, "link", "del", tp.Plan.WireGuard.Interface).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link del: %v %s", err, out)
 	}
+	if !testnet.WaitFor(3*time.Second, func() bool { return d.Check() != nil }) {
+		t.Fatal("Check did not notice the deleted link")
+	}
+	select {
+	case <-d.Wait():
+	case <-time.After(5 * time.Second):
+		t.Error("the userspace device did not stop after its TUN was deleted")
+	}
+	d.Close()
 	assertGone(t, tp, ns)
+}
+
+// refreshLoop re-resolves peer 0 as the supervisor does, until ctx ends.
+func refreshLoop(ctx context.Context, d *Device, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.RefreshHostname(ctx, 0)
+		}
+	}
 }
 
 // TestEndpointRefresh: a hostname endpoint is re-resolved in the
@@ -293,7 +273,7 @@ func TestEndpointRefresh(t *testing.T) {
 	defer d.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go d.Run(ctx)
+	go refreshLoop(ctx, d, time.Second)
 	waitHandshake(t, d)
 	if s, _ := d.Stats(); s.Endpoints[0] != netip.AddrPortFrom(first, testnet.WGPort) {
 		t.Fatalf("endpoint %v, want %v", s.Endpoints[0], first)

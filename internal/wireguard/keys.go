@@ -43,6 +43,19 @@ type Keys struct {
 	Preshared []*Secret
 }
 
+// Clear wipes the key material from memory.
+func (k *Keys) Clear() {
+	if k == nil {
+		return
+	}
+	clear(k.Private.k[:])
+	for _, p := range k.Preshared {
+		if p != nil {
+			clear(p.k[:])
+		}
+	}
+}
+
 // CredentialsDirEnv is where systemd tells a service its credential store.
 const CredentialsDirEnv = "CREDENTIALS_DIRECTORY"
 

@@ -86,11 +86,11 @@ func PinSet(endpoints []netip.AddrPort) []netip.AddrPort {
 	return out
 }
 
-// refreshInterval is how often peer i's hostname endpoint is re-resolved:
+// RefreshInterval is how often peer i's hostname endpoint is re-resolved:
 // its own value, else the lowest value configured on any peer (the plan
 // already copies the interface-wide value into peers without one). Zero
 // means never: literal endpoints are never re-resolved.
-func refreshInterval(peers []plan.Peer, i int) time.Duration {
+func RefreshInterval(peers []plan.Peer, i int) time.Duration {
 	p := peers[i]
 	if p.Endpoint == nil || !p.Endpoint.IsHostname() {
 		return 0

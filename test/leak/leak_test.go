@@ -456,7 +456,13 @@ func TestHostnameEndpoint(t *testing.T) {
 	w.dev = dev
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go dev.Run(ctx)
+	go func() {
+		// What the supervisor does every endpointRefreshSeconds.
+		for ctx.Err() == nil {
+			dev.RefreshHostname(ctx, 0)
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
 	w.waitHandshake(t)
 	table := w.tp.Plan.WireGuard.Pinning.Table
 	if set := pinSet(t, table); !strings.Contains(set, "10.213.0.2 . 51820") {

@@ -52,7 +52,7 @@ func TestArgv(t *testing.T) {
 		"--setenv=A=b c",
 		"-p\nDynamicUser=yes",
 		"-p\nNetworkNamespacePath=/run/netns/vpnapps",
-		"-p\nBindsTo=vpn-ns@vpnapps.service vpn-wg@vpnapps.service",
+		"-p\nBindsTo=vpn-ns@vpnapps.service\n-p\nWants=vpn-wg@vpnapps.service",
 		"-p\nCapabilityBoundingSet=\n",
 		"-p\nBindReadOnlyPaths=/run/vpn-confinement/vpnapps/resolv.conf:/etc/resolv.conf",
 		"\n--\ncurl\n-s\nhttps://example.org",
