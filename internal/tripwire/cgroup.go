@@ -86,7 +86,7 @@ type Mount struct {
 }
 
 // Cgroup2Mount finds the cgroup2 hierarchy in the text of
-// /proc/self/mountinfo: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified
+// /proc/PID/mountinfo: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified
 // on hybrid ones (systemd's layout with v1 controllers), else the first
 // cgroup2 mount that shows the namespace's root.
 func Cgroup2Mount(mountinfo string) (Mount, error) {
@@ -140,14 +140,25 @@ func unescapeMountinfo(s string) string {
 	return b.String()
 }
 
-// FindMount reads mountinfo (normally /proc/self/mountinfo) and returns
-// the cgroup2 mount.
-func FindMount(mountinfo string) (Mount, error) {
-	b, err := os.ReadFile(mountinfo)
+// FindMount returns the cgroup2 mount in the mount namespace of process
+// proc ("/proc/1", or "/proc/self"), as seen from here: the mount point is
+// reached through proc's root (/proc/1/root/sys/fs/cgroup/...), so a hook
+// whose own mount namespace hides or replaces /sys (`ip netns exec`
+// mounts a fresh sysfs) still finds the host's cgroups, as it opens the
+// host's network namespace by path.
+func FindMount(proc string) (Mount, error) {
+	b, err := os.ReadFile(proc + "/mountinfo")
 	if err != nil {
-		return Mount{}, fmt.Errorf("read %s: %w", mountinfo, err)
+		return Mount{}, fmt.Errorf("read %s/mountinfo: %w", proc, err)
 	}
-	return Cgroup2Mount(string(b))
+	m, err := Cgroup2Mount(string(b))
+	if err != nil {
+		return Mount{}, err
+	}
+	if proc != "/proc/self" {
+		m.Dir = proc + "/root" + m.Dir
+	}
+	return m, nil
 }
 
 // Cgroup is a resolved cgroup.

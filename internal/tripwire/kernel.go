@@ -31,9 +31,10 @@ import (
 type Host struct {
 	NS    *netns.NetNS // nil: the calling thread's namespace
 	Lock  string       // lock file path (created if missing)
-	Mount Mount        // zero: found in MountInfo when needed
-	// MountInfo is where Mount is looked up ("": /proc/self/mountinfo).
-	MountInfo string
+	Mount Mount        // zero: found in Proc's mount namespace when needed
+	// Proc is the process whose mount namespace Mount is looked up in
+	// ("": /proc/self); see FindMount.
+	Proc string
 }
 
 // Counter is the value of one namespace's drop counter.
@@ -48,11 +49,11 @@ func (h *Host) mount() (Mount, error) {
 	if h.Mount.Dir != "" {
 		return h.Mount, nil
 	}
-	mi := h.MountInfo
-	if mi == "" {
-		mi = "/proc/self/mountinfo"
+	proc := h.Proc
+	if proc == "" {
+		proc = "/proc/self"
 	}
-	m, err := FindMount(mi)
+	m, err := FindMount(proc)
 	if err != nil {
 		return Mount{}, err
 	}
@@ -375,36 +376,37 @@ func decodeVerdict(b []byte) (int32, string) {
 	return kind, chain
 }
 
-// Remove unregisters cgroup id from namespace ns. A missing table or
-// element is not an error (ExecStopPost= also runs after a start that
-// failed before the cgroup was added); an element registered for another
-// namespace is left alone and reported.
-func (h *Host) Remove(ns string, id uint64) error {
+// Remove unregisters cgroup id from namespace ns and reports whether it
+// was registered. A missing table or element is not an error
+// (ExecStopPost= also runs after a start that failed before the cgroup was
+// added); an element registered for another namespace is left alone and
+// reported.
+func (h *Host) Remove(ns string, id uint64) (bool, error) {
 	unlock, err := lock(h.Lock)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unlock()
 	c, err := h.conn()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer c.CloseLasting()
 	if ok, err := haveTable(c); err != nil || !ok {
-		return err
+		return false, err
 	}
 	els, err := elements(c)
 	if err != nil {
-		return err
+		return false, err
 	}
 	owner, ok := els[id]
 	if !ok {
-		return nil
+		return false, nil
 	}
 	if owner != ns {
-		return fmt.Errorf("tripwire: cgroup %d is registered for namespace %q, not %q", id, owner, ns)
+		return false, fmt.Errorf("tripwire: cgroup %d is registered for namespace %q, not %q", id, owner, ns)
 	}
-	return deleteIDs(c, []uint64{id})
+	return true, deleteIDs(c, []uint64{id})
 }
 
 func deleteIDs(c *nftables.Conn, ids []uint64) error {

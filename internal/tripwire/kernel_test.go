@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/vpn-confinement/vpn-confinement/internal/testnet"
 	"github.com/vpn-confinement/vpn-confinement/internal/testutil"
 	"github.com/vpn-confinement/vpn-confinement/internal/tripwire"
 	tt "github.com/vpn-confinement/vpn-confinement/internal/tripwire/tripwiretest"
@@ -231,12 +232,12 @@ func TestTraffic(t *testing.T) {
 	checkCounters(t, h, map[string]uint64{"alpha": 19, "beta": 10})
 
 	// Remove: the unit's traffic passes again; the counter stays.
-	if err := h.Remove("alpha", other.ID); err == nil {
+	if _, err := h.Remove("alpha", other.ID); err == nil {
 		t.Error("Remove of another namespace's cgroup succeeded")
 	}
-	for range 2 {
-		if err := h.Remove("alpha", unit.ID); err != nil {
-			t.Fatal(err)
+	for i, want := range []bool{true, false} { // idempotent
+		if removed, err := h.Remove("alpha", unit.ID); err != nil || removed != want {
+			t.Fatalf("Remove #%d = %v, %v; want %v", i+1, removed, err, want)
 		}
 	}
 	send(&unit, sink.Addr, false)
@@ -438,9 +439,9 @@ func TestSupported(t *testing.T) {
 	if out := ns.Nft(t, "list", "ruleset"); out != "" {
 		t.Errorf("probe left a table behind:\n%s", out)
 	}
-	mi := filepath.Join(t.TempDir(), "mountinfo")
-	os.WriteFile(mi, []byte("27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"), 0o644)
-	h = &tripwire.Host{NS: ns.NetNS, MountInfo: mi}
+	fake := t.TempDir() // a "/proc/PID" whose mountinfo has no cgroup2
+	os.WriteFile(filepath.Join(fake, "mountinfo"), []byte("27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n"), 0o644)
+	h = &tripwire.Host{NS: ns.NetNS, Proc: fake}
 	err := h.Supported()
 	if !tripwire.IsUnsupported(err) || !strings.Contains(err.Error(), "cgroup2") {
 		t.Errorf("Supported without cgroup2 = %v, want an UnsupportedError naming cgroup2", err)
@@ -454,7 +455,7 @@ func TestAddRefuses(t *testing.T) {
 	ns := tt.NewNS(t, "tw-refuse")
 	h := host(t, ns, m)
 	for _, c := range []struct{ ns, path string }{
-		{"a", "/"}, {"a", "/system.slice"}, {"a", "/vpnc-tw-missing-" + tt.Suffix()}, {"bad name", "/x"}, {"", "/x"},
+		{"a", "/"}, {"a", "/system.slice"}, {"a", "/vpnc-tw-missing-" + testnet.Suffix()}, {"bad name", "/x"}, {"", "/x"},
 	} {
 		if _, err := h.Add(c.ns, c.path); err == nil {
 			t.Errorf("Add(%q, %q) succeeded", c.ns, c.path)

@@ -10,7 +10,6 @@ package tripwiretest
 
 import (
 	"bufio"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,25 +29,19 @@ import (
 
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/testnet"
 	"github.com/vpn-confinement/vpn-confinement/internal/testutil"
 	"github.com/vpn-confinement/vpn-confinement/internal/tripwire"
 )
 
 const childEnv = "VPNC_TRIPWIRE_CHILD"
 
-// Suffix is a random suffix for names of throwaway objects.
-func Suffix() string {
-	var b [4]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // Mount is the cgroup2 mount of this machine; the test is skipped when
 // there is none.
 func Mount(t testing.TB) tripwire.Mount {
 	t.Helper()
 	testutil.RequireSandbox(t)
-	m, err := tripwire.FindMount("/proc/self/mountinfo")
+	m, err := tripwire.FindMount("/proc/self")
 	if errors.Is(err, tripwire.ErrNoCgroup2) {
 		t.Skip("skipping: no cgroup2 hierarchy")
 	}
@@ -63,7 +56,7 @@ func Mount(t testing.TB) tripwire.Mount {
 // children started in it have been killed: cleanups run in reverse).
 func NewCgroup(t testing.TB, m tripwire.Mount, parent, prefix string) tripwire.Cgroup {
 	t.Helper()
-	p := filepath.Join(parent, prefix+"-"+Suffix())
+	p := filepath.Join(parent, prefix+"-"+testnet.Suffix())
 	dir, err := m.DirOf(p)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +96,7 @@ type NS struct {
 func NewNS(t testing.TB, prefix string) *NS {
 	t.Helper()
 	testutil.RequireSandbox(t)
-	name := prefix + "-" + Suffix()
+	name := prefix + "-" + testnet.Suffix()
 	ns, err := netns.New()
 	if err != nil {
 		t.Fatal(err)
