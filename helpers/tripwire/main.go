@@ -23,15 +23,14 @@ import (
 
 	"github.com/vpn-confinement/vpn-confinement/internal/journal"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
-	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/skel"
 	"github.com/vpn-confinement/vpn-confinement/internal/tripwire"
 )
 
 var (
 	hostNetns = flag.String("host-netns", "/proc/1/ns/net", "the host network namespace (PID 1's, never the caller's own)")
-	lockPath  = flag.String("lock", plan.RuntimeDir+"/tripwire.lock", "lock file serialising changes to the table")
-	marker    = flag.String("marker", plan.RuntimeDir+"/tripwire.unsupported", "file that records why the host cannot have the tripwire")
+	lockPath  = flag.String("lock", tripwire.LockPath, "lock file serialising changes to the table")
+	marker    = flag.String("marker", tripwire.MarkerPath, "file that records why the host cannot have the tripwire")
 	proc      = flag.String("proc", "/proc/1", "the process whose mount namespace holds the cgroup2 mount (PID 1's: the host's view)")
 )
 

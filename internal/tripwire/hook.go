@@ -12,6 +12,16 @@ import (
 	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/journal"
+	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+)
+
+// Default paths of the helper: the lock serialising changes to the table,
+// and the marker recording why this host cannot have a tripwire (read by
+// the CLI; both on /run, so a reboot forgets them). Variables, as
+// plan.RuntimeDir is.
+var (
+	LockPath   = plan.RuntimeDir + "/tripwire.lock"
+	MarkerPath = plan.RuntimeDir + "/tripwire.unsupported"
 )
 
 // Hook is what the helper's verbs do, as hooks of a confined unit
