@@ -19,7 +19,7 @@ MODULE      := github.com/vpn-confinement/vpn-confinement
 LDFLAGS     := -s -w -X $(MODULE)/internal/generator.DefaultUnitDir=$(SYSTEMDUNITDIR)
 B           := build
 
-HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin
+HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin vpn-confinement-tripwire
 UNITS   := vpn-ns@.service vpn-wg@.service vpn-pin@.service
 MANPAGES := vpn-confinement.d.5 vpn-confinement-generator.8 vpn-confinement.8
 
@@ -39,6 +39,8 @@ $(B)/vpn-confinement-wireguard: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/wireguard
 $(B)/vpn-confinement-pin: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/pin
+$(B)/vpn-confinement-tripwire: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/tripwire
 $(B)/units/%: units/%.in FORCE
 	@mkdir -p $(B)/units
 	sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' $< > $@
@@ -102,7 +104,7 @@ test-fuzz fuzz:
 	$(GO) test ./internal/wgquick -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 golden:
-	$(GO) test ./internal/generator ./generator ./internal/firewall ./internal/cli/schemacheck -update
+	$(GO) test ./internal/generator ./generator ./internal/firewall ./internal/tripwire ./internal/cli/schemacheck -update
 
 check:
 	bash -n contrib/bash-completion/vpn-confinement

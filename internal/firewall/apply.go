@@ -174,9 +174,18 @@ func batchSize(r *Ruleset) int {
 	return n
 }
 
+// Dial opens an nftables connection whose socket lives in ns (nil: the
+// calling thread's namespace), with extended acks and, when bufSize > 0,
+// send and receive buffers of that size; for packages that keep tables of
+// their own (internal/tripwire) the same way this one does. opts are added
+// last (e.g. nftables.AsLasting()).
+func Dial(ns *netns.NetNS, bufSize int, opts ...nftables.ConnOption) (*nftables.Conn, error) {
+	return newConn(ns, bufSize, opts...)
+}
+
 // newConn opens a connection whose socket lives in ns (nil: the calling
 // thread's namespace). Extended acks make kernel errors readable.
-func newConn(ns *netns.NetNS, sndbuf int) (*nftables.Conn, error) {
+func newConn(ns *netns.NetNS, sndbuf int, extra ...nftables.ConnOption) (*nftables.Conn, error) {
 	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
 		// Not combined with CapAcknowledge: mdlayher/netlink then fails to
 		// parse error replies ("not enough data for netlink error code").
@@ -191,7 +200,7 @@ func newConn(ns *netns.NetNS, sndbuf int) (*nftables.Conn, error) {
 	if ns != nil {
 		opts = append(opts, nftables.WithNetNSFd(ns.Fd()))
 	}
-	c, err := nftables.New(opts...)
+	c, err := nftables.New(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("firewall: nftables connection: %w", err)
 	}

@@ -1,7 +1,8 @@
-// Package skel is the shared skeleton of the plan-driven helper commands
-// (as CNI's pkg/skel is for plugins): parse "[-plan PATH] [-v] VERB NAME",
-// load and check the compiled plan, cancel on SIGTERM/SIGINT, run the verb,
-// and turn an error into one log line and exit status 1.
+// Package skel is the shared skeleton of the helper commands (as CNI's
+// pkg/skel is for plugins): parse "[-plan PATH] [-v] VERB NAME", load and
+// check the compiled plan, cancel on SIGTERM/SIGINT, run the verb, and turn
+// an error into one log line and exit status 1. MainCommands is the same
+// for helpers whose verbs need no plan.
 package skel
 
 import (
@@ -32,13 +33,8 @@ func PlanPath() string { return planPath }
 func Main(prog string, verbs map[string]Verb) {
 	planPathFlag := flag.String("plan", "", "plan file (default: the generator's plan of NAME)")
 	verbose := flag.Bool("v", false, "debug logging")
-	names := make([]string, 0, len(verbs))
-	for v := range verbs {
-		names = append(names, v)
-	}
-	sort.Strings(names)
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s [-plan PATH] [-v] %s NAME\n", prog, strings.Join(names, "|"))
+		fmt.Fprintf(os.Stderr, "usage: %s [-plan PATH] [-v] %s NAME\n", prog, strings.Join(sortedKeys(verbs), "|"))
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -61,11 +57,55 @@ func Main(prog string, verbs map[string]Verb) {
 		log.Errorf("%v", err)
 		os.Exit(1)
 	}
+	run(log, cmd+" "+name, func(ctx context.Context) error { return verb(ctx, n, log) })
+}
+
+// Command is a verb of a helper that needs no plan; Args names its
+// operands ("NAME"), for the usage line and the operand count.
+type Command struct {
+	Args []string
+	Run  func(ctx context.Context, args []string, log *journal.Logger) error
+}
+
+// MainCommands runs the helper prog with plan-less commands and exits.
+// Flags the helper registered on flag.CommandLine are parsed too.
+func MainCommands(prog string, cmds map[string]Command) {
+	verbose := flag.Bool("v", false, "debug logging")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: %s [flags] COMMAND\n", prog)
+		for _, name := range sortedKeys(cmds) {
+			fmt.Fprintf(os.Stderr, "  %s\n", strings.Join(append([]string{name}, cmds[name].Args...), " "))
+		}
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	c, ok := cmds[flag.Arg(0)]
+	if !ok || flag.NArg() != 1+len(c.Args) {
+		flag.Usage()
+		os.Exit(2)
+	}
+	log := journal.New(*verbose)
+	args := flag.Args()[1:]
+	run(log, strings.Join(flag.Args(), " "), func(ctx context.Context) error { return c.Run(ctx, args, log) })
+}
+
+// run runs f with a context cancelled by SIGTERM/SIGINT and exits 1 with
+// one log line "what: error" if it fails.
+func run(log *journal.Logger, what string, f func(context.Context) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	err = verb(ctx, n, log)
+	err := f(ctx)
 	stop()
 	if err != nil {
-		log.Errorf("%s %s: %v", cmd, name, err)
+		log.Errorf("%s: %v", what, err)
 		os.Exit(1)
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

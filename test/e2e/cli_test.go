@@ -128,6 +128,7 @@ func TestInstallFileList(t *testing.T) {
 		"/usr/lib/systemd/system/vpn-wg@.service",
 		"/usr/lib/vpn-confinement/vpn-confinement-netns",
 		"/usr/lib/vpn-confinement/vpn-confinement-pin",
+		"/usr/lib/vpn-confinement/vpn-confinement-tripwire",
 		"/usr/lib/vpn-confinement/vpn-confinement-wireguard",
 		"/usr/share/bash-completion/completions/vpn-confinement",
 		"/usr/share/man/man5/vpn-confinement.d.5",
