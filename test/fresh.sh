@@ -20,11 +20,13 @@
 #  * Go and the Go module cache come from the host, read-only, with
 #    GOPROXY=off: the build needs no network and cannot change the cache.
 #
-# Inside: as an unprivileged user, `make build` must stop and name exactly
-# what is missing; as root, `make demo` must install it (packaging/deps.sh),
-# build, and pass every check of the demo; afterwards deps.sh must find
-# everything present without touching apt, no daemon may have been started
-# by the installs, and no policy-rc.d may be left.
+# Inside (test/fresh-inside.sh): as an unprivileged user, `make build` must
+# stop and name exactly what is missing; as root, `make demo` must install it
+# (packaging/deps.sh), build, and pass every check of the demo; afterwards
+# deps.sh must find everything present without touching apt or dpkg; then
+# `deps.sh test` (the install step of the README's second command) must
+# install the test tier's packages, daemons included, without starting any,
+# and leave no policy-rc.d behind.
 #
 # usage: test/fresh.sh     (root; tests the repository's committed HEAD)
 set -euo pipefail
@@ -86,7 +88,7 @@ if [ $inner = 1 ]; then
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
 	# A checkout of the committed HEAD.
 	git init -q "$R/root/vpn-confinement"
-	git -C "$R/root/vpn-confinement" fetch -q "$REPO" HEAD
+	git -C "$R/root/vpn-confinement" -c safe.directory="$REPO" fetch -q "$REPO" HEAD
 	git -C "$R/root/vpn-confinement" checkout -q -b fresh FETCH_HEAD
 	cp "$HERE/fresh-inside.sh" "$R/root/fresh-inside.sh"
 	cd "$R"
