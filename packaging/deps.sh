@@ -110,14 +110,18 @@ install_missing() {
 	# No daemon may start during the install: invoke-rc.d and
 	# deb-systemd-invoke ask /usr/sbin/policy-rc.d, and 101 means "no".
 	local prc=/usr/sbin/policy-rc.d saved=/usr/sbin/policy-rc.d.vpnc-saved
-	[ -e "$saved" ] && [ ! -e "$prc" ] && mv "$saved" "$prc" # left by a killed run
+	local marker='# vpn-confinement deps.sh: no daemon starts while packages are installed'
+	# A killed run's leftovers: put things back as they were first.
+	if [ -e "$saved" ]; then mv -f "$saved" "$prc"
+	elif grep -qxF "$marker" "$prc" 2>/dev/null; then rm -f "$prc"
+	fi
 	local mine=0 r=0
 	[ -e "$prc" ] && { "$prc" deps.sh start >/dev/null 2>&1 || r=$?; }
 	if [ ! -e "$prc" ]; then mine=1
 	elif [ $r != 101 ]; then mine=2; mv "$prc" "$saved" # one that allows starts: set aside
 	fi
 	if [ $mine != 0 ]; then
-		printf '#!/bin/sh\n# vpn-confinement deps.sh: no daemon starts while packages are installed\nexit 101\n' > "$prc"
+		printf '#!/bin/sh\n%s\nexit 101\n' "$marker" > "$prc"
 		chmod 0755 "$prc"
 	fi
 	# shellcheck disable=SC2064
