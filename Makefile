@@ -18,7 +18,7 @@ DESTDIR     ?=
 GO          ?= go
 GOFLAGS     ?= -trimpath
 MODULE      := github.com/vpn-confinement/vpn-confinement
-LDFLAGS     := -s -w -X $(MODULE)/internal/generator.DefaultUnitDir=$(SYSTEMDUNITDIR)
+LDFLAGS     := -s -w -X $(MODULE)/internal/generator.DefaultUnitDir=$(SYSTEMDUNITDIR) -X $(MODULE)/internal/units.LibexecDir=$(LIBEXECDIR)
 B           := build
 
 # Go: a fresh machine of this project's kind has it in /usr/local/go/bin,
@@ -33,7 +33,7 @@ endif
 DEPS_FOR := $(or $(if $(filter test test-%,$(MAKECMDGOALS)),test),$(if $(filter bench,$(MAKECMDGOALS)),bench),$(if $(filter demo,$(MAKECMDGOALS)),demo),build)
 
 HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin vpn-confinement-tripwire
-UNITS   := vpn-ns@.service vpn-wg@.service vpn-pin@.service
+UNITS   := vpn-ns@.service vpn-wg@.service vpn-pin@.service vpn-pf@.service
 MANPAGES := vpn-confinement.d.5 vpn-confinement-generator.8 vpn-confinement.8
 
 .PHONY: deps test-fresh test-fuzz deb install-files all build test test-unit test-root test-e2e fuzz check install uninstall clean demo bench golden man
@@ -55,7 +55,7 @@ $(B)/vpn-confinement-wireguard: FORCE | deps
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/wireguard
 $(B)/vpn-confinement-pin: FORCE | deps
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/pin
-$(B)/vpn-confinement-tripwire: FORCE
+$(B)/vpn-confinement-tripwire: FORCE | deps
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/tripwire
 $(B)/units/%: units/%.in FORCE
 	@mkdir -p $(B)/units

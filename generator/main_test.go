@@ -14,11 +14,11 @@ import (
 
 // buildGenerator builds the real binary once per test run, the way
 // `make` builds it, with the template dir the golden files expect.
-func buildGenerator(t *testing.T) string {
+func buildGenerator(t *testing.T, ldflags ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "vpn-confinement-generator")
-	cmd := exec.Command("go", "build", "-o", bin,
-		"-ldflags", "-X github.com/vpn-confinement/vpn-confinement/internal/generator.DefaultUnitDir=/usr/lib/systemd/system", ".")
+	flags := append([]string{"-X github.com/vpn-confinement/vpn-confinement/internal/generator.DefaultUnitDir=/usr/lib/systemd/system"}, ldflags...)
+	cmd := exec.Command("go", "build", "-o", bin, "-ldflags", strings.Join(flags, " "), ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build generator: %v\n%s", err, out)

@@ -28,6 +28,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	libexec := filepath.Join(work, "libexec")
 	for bin, pkg := range map[string]string{
 		"vpn-confinement-netns": "./helpers/netns", "vpn-confinement-wireguard": "./helpers/wireguard", "vpn-confinement-pin": "./helpers/pin",
+		"vpn-confinement-tripwire": "./helpers/tripwire", "vpn-confinement-portfwd": "./helpers/portfwd",
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(libexec, bin), pkg)
 		cmd.Dir = root
@@ -54,7 +55,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		}
 	}
 
-	bin := buildGenerator(t)
+	bin := buildGenerator(t, "-X github.com/vpn-confinement/vpn-confinement/internal/units.LibexecDir="+libexec)
 	for _, name := range gentest.Cases(t) {
 		t.Run(name, func(t *testing.T) {
 			c := gentest.Prepare(t, name)

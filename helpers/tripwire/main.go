@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"path/filepath"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/journal"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
@@ -29,10 +30,19 @@ import (
 
 var (
 	hostNetns = flag.String("host-netns", "/proc/1/ns/net", "the host network namespace (PID 1's, never the caller's own)")
-	lockPath  = flag.String("lock", tripwire.LockPath, "lock file serialising changes to the table")
-	marker    = flag.String("marker", tripwire.MarkerPath, "file that records why the host cannot have the tripwire")
-	proc      = flag.String("proc", "/proc/1", "the process whose mount namespace holds the cgroup2 mount (PID 1's: the host's view)")
+	lockPath  = flag.String("lock", "", "lock file serialising changes to the table (default: "+tripwire.LockPath+" in PID 1's view)")
+	marker    = flag.String("marker", "", "file that records why the host cannot have the tripwire (default: "+tripwire.MarkerPath+" in PID 1's view)")
+	proc      = flag.String("proc", "/proc/1", "the process whose mount namespace holds the cgroup2 mount and this tool's runtime dir (PID 1's: the host's view)")
 )
+
+// hostView is path as the host sees it: the hooks run with the unit's
+// mounts, where this tool's runtime dir is a read-only tmpfs.
+func hostView(flagValue, path string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return filepath.Join(*proc, "root", path)
+}
 
 // hook opens the host namespace; it stays open until the process exits.
 func hook(log *journal.Logger) (*tripwire.Hook, error) {
@@ -41,8 +51,8 @@ func hook(log *journal.Logger) (*tripwire.Hook, error) {
 		return nil, err
 	}
 	return &tripwire.Hook{
-		Host:   &tripwire.Host{NS: ns, Lock: *lockPath, Proc: *proc},
-		Marker: *marker,
+		Host:   &tripwire.Host{NS: ns, Lock: hostView(*lockPath, tripwire.LockPath), Proc: *proc},
+		Marker: hostView(*marker, tripwire.MarkerPath),
 		Log:    log,
 	}, nil
 }

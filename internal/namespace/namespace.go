@@ -53,7 +53,9 @@ var upSteps = []step{
 	{name: "set sysctls", run: (*builder).sysctls},
 	{name: "load firewall", run: (*builder).firewall},
 	{name: "bring up loopback", run: (*builder).loopback},
+	{name: "load host-link firewall", when: func(n *plan.Namespace) bool { return n.HostLink != nil }, run: (*builder).hostLinkFirewall},
 	{name: "create host link", when: func(n *plan.Namespace) bool { return n.HostLink != nil }, run: (*builder).hostLink},
+	{name: "prepare private files", run: (*builder).private},
 	{name: "write resolver files", run: (*builder).resolver},
 	{name: "pin namespace", run: (*builder).pin},
 	{name: "record confined units", run: (*builder).record},
@@ -196,6 +198,17 @@ func (b *builder) hostLink() error {
 	return hostlink.Up(b.ns, b.n.Name, b.n.HostLink)
 }
 
+// hostLinkFirewall loads the host side of the host link in the host's
+// namespace (this helper's own) before the link exists: from its first
+// packet, the link leads only to the egress.toHost ports of the host.
+func (b *builder) hostLinkFirewall() error {
+	return firewall.Apply(nil, firewall.BuildHostLink(b.n))
+}
+
+func (b *builder) private() error {
+	return preparePrivate(b.n)
+}
+
 // resolver writes the files even in compat mode (compat services simply do
 // not bind them): one code path, and switching modes needs no restart of
 // the namespace.
@@ -287,8 +300,14 @@ func down(name string, hl *plan.HostLink, log *journal.Logger) error {
 	if err := hostlink.Down(name, hl); err != nil {
 		errs = append(errs, fmt.Errorf("delete host link: %w", err))
 	}
+	if err := firewall.DeleteTable(nil, firewall.HostLinkTablePrefix+name); err != nil {
+		errs = append(errs, fmt.Errorf("delete host-link firewall: %w", err))
+	}
 	if err := os.RemoveAll(plan.RuntimePath(name)); err != nil {
 		errs = append(errs, fmt.Errorf("remove runtime files: %w", err))
+	}
+	if err := os.RemoveAll(plan.PrivatePath(name)); err != nil {
+		errs = append(errs, fmt.Errorf("remove private runtime files: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -311,10 +311,14 @@ const (
 	metricsSubdir = "_metrics"
 )
 
+// PrivateDir holds the private runtime dirs of all namespaces (and the
+// tripwire's lock and marker).
+func PrivateDir() string { return RuntimeDir + "/" + privateSubdir }
+
 // PrivatePath is the root-only runtime directory of namespace name (the
 // tunnel's state and control socket, the applied plan, unit records,
 // files bound into root services).
-func PrivatePath(name string) string { return RuntimeDir + "/" + privateSubdir + "/" + name }
+func PrivatePath(name string) string { return PrivateDir() + "/" + name }
 
 // MetricsDir holds one Prometheus textfile per namespace (point
 // node_exporter's --collector.textfile.directory at it).

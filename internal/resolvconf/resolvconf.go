@@ -100,3 +100,28 @@ func writeAtomic(path string, data []byte) error {
 	}
 	return nil
 }
+
+// Rewrite replaces resolv.conf in dir for d in place, for a live reload:
+// confined services have the file bind-mounted, so a rename would leave
+// them on the old inode. The new text is written over the old and the file
+// cut to its length; a reader at that moment may see a mix of both for an
+// instant (the lines are complete resolver lines either way), never the
+// host's file.
+func Rewrite(dir string, d plan.DNS) error {
+	path := filepath.Join(dir, "resolv.conf")
+	data := ResolvConf(d)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Write(dir, d)
+		}
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	_, werr := f.WriteAt(data, 0)
+	terr := f.Truncate(int64(len(data)))
+	cerr := f.Close()
+	if err := errors.Join(werr, terr, cerr); err != nil {
+		return fmt.Errorf("rewrite %s: %w", path, err)
+	}
+	return nil
+}

@@ -20,8 +20,8 @@ import (
 // the CLI; both on /run, so a reboot forgets them). Variables, as
 // plan.RuntimeDir is.
 var (
-	LockPath   = plan.RuntimeDir + "/tripwire.lock"
-	MarkerPath = plan.RuntimeDir + "/tripwire.unsupported"
+	LockPath   = plan.PrivateDir() + "/tripwire.lock"
+	MarkerPath = plan.PrivateDir() + "/tripwire.unsupported"
 )
 
 // Hook is what the helper's verbs do, as hooks of a confined unit

@@ -19,6 +19,13 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 	strict := u.HardeningProfile == plan.HardeningStrict
 
 	f.add("Service", "NetworkNamespacePath", plan.NetnsPath(n.Name))
+	// The host-side tripwire: the unit's cgroup is registered while it
+	// runs, so a socket it opens in the host's namespace is dropped and
+	// counted. "+": the hook needs privileges the unit does not have (it
+	// opens the host's namespace); it is ours, not the unit's.
+	tw := LibexecDir + "/vpn-confinement-tripwire"
+	f.add("Service", "ExecStartPre", "+"+tw+" add "+n.Name)
+	f.add("Service", "ExecStopPost", "+"+tw+" remove "+n.Name)
 	families := append(append([]string{}, hardening.Families...), u.ExtraAddressFamilies...)
 	f.add("Service", "RestrictAddressFamilies", "", strings.Join(dedupe(families), " "))
 

@@ -19,6 +19,10 @@ import (
 // is deterministic.
 const Generator = "vpn-confinement-generator"
 
+// LibexecDir is where the helpers are installed (set at build time with
+// -ldflags -X, like generator.DefaultUnitDir).
+var LibexecDir = "/usr/local/lib/vpn-confinement"
+
 // Template unit names.
 const (
 	NsTemplate  = "vpn-ns@.service"

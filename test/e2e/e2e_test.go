@@ -131,7 +131,7 @@ func TestConfinedService(t *testing.T) {
 	unit(t, c, "app.service", sleeper)
 	unit(t, c, "rootapp.service", "[Service]\nExecStart=/bin/sleep infinity\n")
 	// A host-side listener the namespace must not reach over the host link.
-	if err := w.InstallNamespace(p, w.NamespaceYAML(p, "wgvpn", "publishToHost:\n  tcp: [8080]\nservices:\n  - unit: app.service\n  - unit: rootapp.service\n")); err != nil {
+	if err := w.InstallNamespace(p, w.NamespaceYAML(p, "wgvpn", "publishToHost:\n  tcp: [8080]\nservices:\n  - unit: app.service\n  - unit: rootapp.service\n    allowRoot: true\n")); err != nil {
 		t.Fatal(err)
 	}
 	reload(t, c)
@@ -255,24 +255,28 @@ func TestConfinedService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// onTunnelLoss: block (the default). The tunnel stopped: the
+		// service keeps running (same PID) with no way out.
+		pid0 := c.MainPID("app.service")
 		mustRun(t, c, "systemctl", "stop", "vpn-wg@vpnapps.service")
-		if !c.WaitActive("app.service", "inactive", 10*time.Second) {
-			t.Errorf("app still %s after the tunnel stopped", c.Active("app.service"))
+		if c.Active("app.service") != "active" || c.MainPID("app.service") != pid0 {
+			t.Errorf("app %s (PID %d, was %d) after the tunnel stopped; block keeps it running", c.Active("app.service"), c.MainPID("app.service"), pid0)
 		}
-		mustRun(t, c, "systemctl", "start", "app.service")
-		expectOpen(t, c, "app.service", true, "tcp", ct.SrvTunnel+":7")
-
-		// Kill the tunnel process: the device goes, the service stops.
-		mustRun(t, c, "systemctl", "kill", "-s", "KILL", "vpn-wg@vpnapps.service")
-		if !c.WaitActive("app.service", "inactive", 10*time.Second) {
-			t.Errorf("app still %s after the tunnel process was killed", c.Active("app.service"))
-		}
-		if r := c.Run("ip", "netns", "exec", "vpnapps", "ip", "route", "get", ct.SrvUplink); r.Code == 0 && !strings.Contains(r.Stdout, "wgvpn") {
+		expectOpen(t, c, "app.service", false, "tcp", ct.SrvTunnel+":7")
+		if r := c.Run("ip", "netns", "exec", "vpnapps", "ip", "route", "get", ct.SrvUplink); r.Code == 0 {
 			t.Errorf("namespace has a route out without the tunnel: %s", r.Stdout)
 		}
-		mustRun(t, c, "systemctl", "start", "app.service")
-		if !c.WaitActive("app.service", "active", 15*time.Second) {
-			t.Fatalf("app did not come back: %s", c.Run("systemctl", "status", "vpn-wg@vpnapps.service").Stdout)
+		mustRun(t, c, "systemctl", "start", "vpn-wg@vpnapps.service")
+		expectOpen(t, c, "app.service", true, "tcp", ct.SrvTunnel+":7")
+
+		// Kill the tunnel process: systemd restarts it at once, the
+		// service never stops and its traffic comes back by itself.
+		mustRun(t, c, "systemctl", "kill", "-s", "KILL", "vpn-wg@vpnapps.service")
+		if !c.WaitActive("vpn-wg@vpnapps.service", "active", 10*time.Second) {
+			t.Fatalf("the tunnel did not come back: %s", c.Run("systemctl", "status", "vpn-wg@vpnapps.service").Stdout)
+		}
+		if c.MainPID("app.service") != pid0 {
+			t.Errorf("app PID %d after the tunnel was killed, want %d", c.MainPID("app.service"), pid0)
 		}
 		expectOpen(t, c, "app.service", true, "tcp", ct.SrvTunnel+":7")
 
