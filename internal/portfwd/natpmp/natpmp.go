@@ -138,6 +138,9 @@ func (c *Client) exchange(ctx context.Context, req []byte) ([]byte, error) {
 		return nil, fmt.Errorf("open socket: %w", err)
 	}
 	defer pc.Close()
+	if err := ctx.Err(); err != nil {
+		return nil, err // do not send a request nobody will wait for
+	}
 	// A read blocked in the kernel does not see the context; moving the
 	// deadline into the past wakes it.
 	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Unix(1, 0)) })
