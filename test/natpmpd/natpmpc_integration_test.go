@@ -1,26 +1,23 @@
 //go:build linux
 
-package natpmpd
+package natpmpd_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
-
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
 	"github.com/vpn-confinement/vpn-confinement/internal/portfwd/natpmp"
 	"github.com/vpn-confinement/vpn-confinement/internal/testutil"
+	"github.com/vpn-confinement/vpn-confinement/test/natpmpd"
+	"github.com/vpn-confinement/vpn-confinement/test/natpmpd/pmpnet"
 )
 
 // Root tests: Debian's natpmpc (libnatpmp) against this responder, and our
@@ -39,52 +36,6 @@ func needNatpmpc(t *testing.T) {
 	if _, err := exec.LookPath("natpmpc"); err != nil {
 		t.Skip("skipping: natpmpc not installed (apt-get install natpmpc)")
 	}
-}
-
-// newNS makes an unpinned namespace with lo up; it dies with its last
-// reference (the handle, sockets opened in it).
-func newNS(t *testing.T) *netns.NetNS {
-	t.Helper()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	h := handle(t, ns)
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
-
-func handle(t *testing.T, ns *netns.NetNS) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(vnetns.NsHandle(ns.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-// serveIn starts a responder whose sockets live in ns.
-func serveIn(t *testing.T, ns *netns.NetNS, cfg Config) *Server {
-	t.Helper()
-	var s *Server
-	err := ns.Do(func() error {
-		var err error
-		s, err = Start(cfg)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // natpmpc runs natpmpc in ns (a child forked from a thread inside ns
@@ -115,9 +66,9 @@ func wantMapped(t *testing.T, out string, port uint16, proto string) {
 
 func TestNatpmpcLoopback(t *testing.T) {
 	needNatpmpc(t)
-	ns := newNS(t)
+	ns := pmpnet.NewNS(t)
 	// 1.2.3.4: newer natpmpc refuses reserved ranges as public addresses.
-	s := serveIn(t, ns, Config{Listen: "127.0.0.1:5351", External: netip.MustParseAddr("1.2.3.4")})
+	s := pmpnet.StartIn(t, ns, natpmpd.Config{Listen: "127.0.0.1:5351", External: netip.MustParseAddr("1.2.3.4")})
 	s.ChangePortAt(2, 40000)
 
 	out, err := natpmpc(t, ns, "-a", "1", "0", "udp", "60", "-g", "127.0.0.1")
@@ -142,7 +93,7 @@ func TestNatpmpcLoopback(t *testing.T) {
 
 	// What natpmpc makes of the faults: refusal is an error (libnatpmp
 	// NATPMP_ERR_NOTAUTHORIZED, -51), as in our client.
-	s.Script(Normal, Refuse)
+	s.Script(natpmpd.Normal, natpmpd.Refuse)
 	out, err = natpmpc(t, ns, "-a", "1", "0", "udp", "60", "-g", "127.0.0.1")
 	if err == nil || !strings.Contains(out, "returned -51") {
 		t.Errorf("refused: natpmpc err %v:\n%s", err, out)
@@ -155,7 +106,7 @@ func TestNatpmpcLoopback(t *testing.T) {
 // without NAT-PMP.
 func TestNatpmpcNoServer(t *testing.T) {
 	needNatpmpc(t)
-	ns := newNS(t)
+	ns := pmpnet.NewNS(t)
 	start := time.Now()
 	out, err := natpmpc(t, ns, "-a", "1", "0", "udp", "60", "-g", "127.0.0.1")
 	if err == nil || !strings.Contains(out, "errno=111") {
@@ -171,36 +122,9 @@ func TestNatpmpcNoServer(t *testing.T) {
 // 10.2.0.3 is a second gateway-side address that stray replies come from.
 func TestVeth(t *testing.T) {
 	needNatpmpc(t)
-	gwNS, clNS := newNS(t), newNS(t)
-	name := fmt.Sprintf("pmp%d", os.Getpid()%100000)
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: name + "c"},
-		PeerName:      name + "g",
-		PeerNamespace: netlink.NsFd(gwNS.Fd()),
-	}
-	if err := handle(t, clNS).LinkAdd(veth); err != nil {
-		t.Fatalf("add veth: %v", err)
-	}
-	setup := func(ns *netns.NetNS, ifname string, addrs ...string) {
-		h := handle(t, ns)
-		l, err := h.LinkByName(ifname)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range addrs {
-			addr, _ := netlink.ParseAddr(a)
-			if err := h.AddrAdd(l, addr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setup(clNS, name+"c", "10.2.0.2/24")
-	setup(gwNS, name+"g", "10.2.0.1/24", "10.2.0.3/24")
-
-	s := serveIn(t, gwNS, Config{Listen: "10.2.0.1:5351", Stray: "10.2.0.3:5351", External: netip.MustParseAddr("1.2.3.4")})
+	tp := pmpnet.NewTopology(t)
+	clNS := tp.Client
+	s := pmpnet.StartIn(t, tp.GW, natpmpd.Config{Listen: "10.2.0.1:5351", Stray: "10.2.0.3:5351", External: netip.MustParseAddr("1.2.3.4")})
 
 	out, err := natpmpc(t, clNS, "-a", "1", "0", "udp", "60", "-g", "10.2.0.1")
 	if err != nil {
@@ -212,13 +136,7 @@ func TestVeth(t *testing.T) {
 		Gateway:        natpmp.ProtonGateway,
 		InitialTimeout: 20 * time.Millisecond,
 		MaxTries:       4,
-		ListenPacket: func(ctx context.Context) (pc net.PacketConn, err error) {
-			err = clNS.Do(func() error {
-				pc, err = natpmp.Listen(ctx, netip.Addr{})
-				return err
-			})
-			return pc, err
-		},
+		ListenPacket:   pmpnet.ListenIn(clNS, natpmp.Listen),
 	}
 	ctx := context.Background()
 	p, err := c.MapProton(ctx)
@@ -233,7 +151,7 @@ func TestVeth(t *testing.T) {
 	}
 
 	// Strays from 10.2.0.3 are counted, the real reply then accepted.
-	s.Script(WrongSource, StrayThenReply)
+	s.Script(natpmpd.WrongSource, natpmpd.StrayThenReply)
 	strays := 0
 	c.Logf = func(string, ...any) { strays++ }
 	if _, err := c.Map(ctx, "udp", 0, 1, time.Minute); err != nil {
@@ -244,7 +162,7 @@ func TestVeth(t *testing.T) {
 	}
 
 	// natpmpc agrees that a stray is not an answer: it waits for more.
-	s.Script(WrongSource)
+	s.Script(natpmpd.WrongSource)
 	out, err = natpmpc(t, clNS, "-a", "1", "0", "udp", "60", "-g", "10.2.0.1")
 	if err != nil {
 		t.Fatalf("natpmpc: %v\n%s", err, out)
