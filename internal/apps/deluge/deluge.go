@@ -36,7 +36,8 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/credentials"
 )
 
-// Client is one deluge-web.
+// Client is one deluge-web. It is not safe for concurrent use;
+// apps.Syncer calls it from one goroutine.
 type Client struct {
 	url    string
 	pass   string

@@ -44,7 +44,8 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/credentials"
 )
 
-// Client is one qBittorrent WebUI.
+// Client is one qBittorrent WebUI. It is not safe for concurrent use;
+// apps.Syncer calls it from one goroutine.
 type Client struct {
 	base   *url.URL
 	origin string

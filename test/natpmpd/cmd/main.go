@@ -21,7 +21,7 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:5351", "UDP address to serve")
-	stray := flag.String("stray", "127.0.0.2:0", "source address of wrong-source replies")
+	stray := flag.String("stray", "127.0.0.2:0", "source address of wrong-source replies (an address of this namespace)")
 	external := flag.String("external", "198.51.100.7", "public address to report")
 	port := flag.Uint("port", 38534, "first forwarded port")
 	lifetime := flag.Uint("lifetime", 60, "maximum granted lifetime (s)")
