@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -383,3 +384,34 @@ func TestStatus(t *testing.T) {
 		t.Errorf("ago = %q", got)
 	}
 }
+
+// TestRealClock runs the loop on real time with a 40 ms lease: renewals
+// happen every 30 ms until the context ends, then the lease is released.
+func TestRealClock(t *testing.T) {
+	var mu sync.Mutex
+	renewals, released := 0, false
+	p := &realProvider{renew: func() { mu.Lock(); renewals++; mu.Unlock() }, release: func() { released = true }}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var lost error
+	l := New(Config{Provider: p, OnLoss: func(err error) { lost = err }})
+	if err := l.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if renewals < 3 || !released || !errors.Is(lost, ErrStopped) {
+		t.Errorf("%d renewals, released %v, lost %v", renewals, released, lost)
+	}
+}
+
+type realProvider struct{ renew, release func() }
+
+func (p *realProvider) Acquire(context.Context) (Lease, error) {
+	return Lease{Port: 1, Lifetime: 40 * time.Millisecond}, nil
+}
+func (p *realProvider) Renew(context.Context, Lease) (Lease, error) {
+	p.renew()
+	return Lease{Port: 1, Lifetime: 40 * time.Millisecond}, nil
+}
+func (p *realProvider) Release(context.Context, Lease) error { p.release(); return nil }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/portfwd/lease"
@@ -30,6 +31,15 @@ type Forwarder struct {
 	KeepAlive time.Duration
 	// Now is used only for expires_at; nil means time.Now.
 	Now func() time.Time
+	// SignatureFile, if set, keeps the signature across restarts: the
+	// first Acquire tries the saved one (while it is valid and binds),
+	// and every new signature is saved there (see SaveSignature).
+	SignatureFile string
+	// Logf receives what is not an error of the call: a saved signature
+	// that could not be used, a failure to save one.
+	Logf func(format string, args ...any)
+
+	triedSaved bool
 
 	sig Signature // the signature in use
 }
@@ -52,6 +62,25 @@ func (f *Forwarder) now() time.Time {
 
 // Acquire gets a new signature and binds its port.
 func (f *Forwarder) Acquire(ctx context.Context) (lease.Lease, error) {
+	if f.SignatureFile != "" && !f.triedSaved {
+		l, err := f.resume(ctx)
+		var apiErr *APIError
+		switch {
+		case err == nil:
+			f.triedSaved = true
+			return l, nil
+		case errors.Is(err, os.ErrNotExist):
+			f.triedSaved = true
+		case errors.As(err, &apiErr), errors.Is(err, ErrPortBusy), !errors.Is(err, errBind):
+			// The server refused it, or the file is bad or expired.
+			f.triedSaved = true
+			f.logf("pia: not reusing the saved signature: %v", err)
+		default:
+			// The gateway is not reachable (yet): keep the saved
+			// signature for the next try instead of replacing it.
+			return lease.Lease{}, err
+		}
+	}
 	if f.Token == nil {
 		return lease.Lease{}, errors.New("pia: no token source")
 	}
@@ -70,7 +99,39 @@ func (f *Forwarder) Acquire(ctx context.Context) (lease.Lease, error) {
 			sig.Port, sig.Expires.Format(time.RFC3339))
 	}
 	f.sig = sig
+	if f.SignatureFile != "" {
+		if err := SaveSignature(f.SignatureFile, sig); err != nil {
+			f.logf("%v", err)
+		}
+	}
 	return f.bind(ctx)
+}
+
+// resume binds the saved signature.
+func (f *Forwarder) resume(ctx context.Context) (lease.Lease, error) {
+	sig, err := LoadSignature(f.SignatureFile)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	if !f.now().Before(sig.Expires) {
+		return lease.Lease{}, fmt.Errorf("port %d expired at %s", sig.Port, sig.Expires.Format(time.RFC3339))
+	}
+	f.sig = sig
+	l, err := f.bind(ctx)
+	if err != nil {
+		f.sig = Signature{}
+		return lease.Lease{}, fmt.Errorf("%w: %w", errBind, err)
+	}
+	return l, nil
+}
+
+// errBind marks resume errors that come from bindPort, not from the file.
+var errBind = errors.New("bind saved signature")
+
+func (f *Forwarder) logf(format string, args ...any) {
+	if f.Logf != nil {
+		f.Logf(format, args...)
+	}
 }
 
 // Renew repeats bindPort for the current signature.
