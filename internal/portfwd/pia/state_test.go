@@ -61,7 +61,9 @@ func TestForwarderResumes(t *testing.T) {
 	// Restart while the gateway is unreachable: the error is returned and
 	// the saved signature kept for the next try.
 	fw := newFw()
-	down := func(context.Context, string, string) (net.Conn, error) { return nil, fmt.Errorf("network is unreachable") }
+	down := func(context.Context, string, string) (net.Conn, error) {
+		return nil, fmt.Errorf("network is unreachable")
+	}
 	fw.Gateway = &Gateway{Addr: g.Addr, Port: g.Port, Hostname: g.Hostname, RootCAs: g.RootCAs, Dial: down}
 	if _, err := fw.Acquire(ctx); err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("unreachable: %v", err)
