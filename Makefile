@@ -32,7 +32,7 @@ endif
 # (one check per make run, before anything else, also under -j).
 DEPS_FOR := $(or $(if $(filter test test-%,$(MAKECMDGOALS)),test),$(if $(filter bench,$(MAKECMDGOALS)),bench),$(if $(filter demo,$(MAKECMDGOALS)),demo),build)
 
-HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin vpn-confinement-tripwire
+HELPERS := vpn-confinement-netns vpn-confinement-wireguard vpn-confinement-pin vpn-confinement-tripwire vpn-confinement-portfwd
 UNITS   := vpn-ns@.service vpn-wg@.service vpn-pin@.service vpn-pf@.service
 MANPAGES := vpn-confinement.d.5 vpn-confinement-generator.8 vpn-confinement.8
 
@@ -55,6 +55,8 @@ $(B)/vpn-confinement-wireguard: FORCE | deps
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/wireguard
 $(B)/vpn-confinement-pin: FORCE | deps
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/pin
+$(B)/vpn-confinement-portfwd: FORCE | deps
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/portfwd
 $(B)/vpn-confinement-tripwire: FORCE | deps
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $@ ./helpers/tripwire
 $(B)/units/%: units/%.in FORCE

@@ -2,6 +2,7 @@
 // NAME (vpn-ns@NAME.service, Type=oneshot):
 //
 //	vpn-confinement-netns [-plan PATH] [-state-dir DIR] [-v] up NAME     build /run/netns/NAME (firewall first, pin last)
+//	vpn-confinement-netns [-plan PATH] [-state-dir DIR] [-v] reload NAME apply the current plan live (ExecReload=)
 //	vpn-confinement-netns [-plan PATH] [-state-dir DIR] [-v] down NAME   remove it (idempotent; also after a failed up)
 //
 // All logic lives in internal/namespace. `down` also works without a plan
@@ -11,6 +12,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,13 +34,13 @@ func run(args []string) int {
 	stateDir := fs.String("state-dir", envOr("VPN_CONFINEMENT_STATE_DIR", plan.StateDir), "directory of units recorded at each namespace's last good start (env VPN_CONFINEMENT_STATE_DIR)")
 	verbose := fs.Bool("v", false, "debug logging")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vpn-confinement-netns [-plan PATH] [-state-dir DIR] [-v] up|down NAME")
+		fmt.Fprintln(os.Stderr, "usage: vpn-confinement-netns [-plan PATH] [-state-dir DIR] [-v] up|reload|down NAME")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() != 2 || (fs.Arg(0) != "up" && fs.Arg(0) != "down") {
+	if fs.NArg() != 2 || (fs.Arg(0) != "up" && fs.Arg(0) != "down" && fs.Arg(0) != "reload") {
 		fs.Usage()
 		return 2
 	}
@@ -57,8 +59,8 @@ func run(args []string) int {
 		err = fmt.Errorf("plan %s is for namespace %q, not %q", *planPath, n.Name, name)
 	}
 	if err != nil {
-		if cmd == "up" {
-			log.Errorf("up %s: %v", name, err)
+		if cmd != "down" {
+			log.Errorf("%s %s: %v", cmd, name, err)
 			return 1
 		}
 		// Fail-safe cleanup: what Up created is found by name and alias.
@@ -73,6 +75,11 @@ func run(args []string) int {
 	switch cmd {
 	case "up":
 		err = namespace.Up(n, log)
+		if err == nil {
+			err = namespace.RecordApplied(name, *planPath)
+		}
+	case "reload":
+		err = namespace.Reload(context.Background(), n, *planPath, log)
 	case "down":
 		err = namespace.Down(n, log)
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -32,27 +31,6 @@ func RecordApplied(name, planPath string) error {
 		return err
 	}
 	return saveApplied(name, b)
-}
-
-// FirewallLockPath serialises changes to a namespace's firewall between a
-// reload (which replaces the table) and the lease helper (which replaces
-// the forwarded-port set's elements), so neither loses the other's change.
-func FirewallLockPath(name string) string { return filepath.Join(plan.PrivatePath(name), "firewall.lock") }
-
-// LockFirewall takes the firewall lock of namespace name until unlock.
-func LockFirewall(name string) (unlock func(), err error) {
-	if err := os.MkdirAll(plan.PrivatePath(name), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(FirewallLockPath(name), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
 }
 
 // Reload is `vpn-confinement-netns reload NAME` (ExecReload= of vpn-ns@):
@@ -125,7 +103,7 @@ func Reload(ctx context.Context, n *plan.Namespace, planPath string, log *journa
 // reloadFirewall replaces the namespace's table in one transaction,
 // carrying the forwarded port over (the lease helper owns it).
 func reloadFirewall(ns *netns.NetNS, n *plan.Namespace) error {
-	unlock, err := LockFirewall(n.Name)
+	unlock, err := firewall.Lock(n.Name)
 	if err != nil {
 		return err
 	}

@@ -295,7 +295,7 @@ func (d *doctor) cgroup() {
 func (d *doctor) install() {
 	search := unitfile.Search{Path: d.o.Paths.UnitPath}
 	var missing, bad, found []string
-	for _, t := range []string{units.NsTemplate, units.WgTemplate, units.PinTemplate} {
+	for _, t := range []string{units.NsTemplate, units.WgTemplate, units.PinTemplate, units.PfTemplate} {
 		u, ok := search.Lookup(t)
 		if !ok || u.Fragment == "" {
 			missing = append(missing, t)

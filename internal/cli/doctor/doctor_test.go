@@ -74,7 +74,7 @@ func (f *fake) install() {
 	helper := filepath.Join(f.dir, "libexec", "vpn-confinement-netns")
 	os.MkdirAll(filepath.Dir(helper), 0o755)
 	os.WriteFile(helper, []byte("#!/bin/sh\n"), 0o755)
-	for _, u := range []string{"vpn-ns@.service", "vpn-wg@.service", "vpn-pin@.service"} {
+	for _, u := range []string{"vpn-ns@.service", "vpn-wg@.service", "vpn-pin@.service", "vpn-pf@.service"} {
 		f.write(filepath.Join(f.dir, "units", u), fmt.Sprintf("[Service]\nExecStart=%s up %%i\n", helper), 0o644)
 	}
 	// The service the fake's namespaces confine.
