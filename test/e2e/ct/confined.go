@@ -24,8 +24,11 @@ func (c *Container) DropInProperties(unit string) ([]string, error) {
 
 // ProbeOpts says how a confined probe runs.
 type ProbeOpts struct {
-	Unit       string // listed unit whose drop-in to copy
-	Root       bool   // run as root instead of DynamicUser
+	Unit string // listed unit whose drop-in to copy
+	Root bool   // run as root instead of DynamicUser
+	// NoStart drops the drop-in's Wants=/Requires= of the tunnel: the
+	// probe must not start a tunnel the test stopped on purpose.
+	NoStart    bool
 	ExtraProps []string
 	Timeout    time.Duration
 }
@@ -36,6 +39,16 @@ func (c *Container) RunConfined(opts ProbeOpts, argv ...string) Result {
 	props, err := c.DropInProperties(opts.Unit)
 	if err != nil {
 		return Result{Code: -1, Stderr: err.Error()}
+	}
+	if opts.NoStart {
+		var kept []string
+		for i := 0; i+1 < len(props); i += 2 {
+			if strings.HasPrefix(props[i+1], "Wants=") || strings.HasPrefix(props[i+1], "Requires=") {
+				continue
+			}
+			kept = append(kept, props[i], props[i+1])
+		}
+		props = kept
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 20 * time.Second
@@ -53,6 +66,11 @@ func (c *Container) RunConfined(opts ProbeOpts, argv ...string) Result {
 
 // Probe runs vpnc-probe confined like unit; true means the path is open.
 func (c *Container) Probe(unit string, probe ...string) (bool, Result) {
-	r := c.RunConfined(ProbeOpts{Unit: unit}, append([]string{"/usr/local/bin/vpnc-probe", "-timeout", "1500ms"}, probe...)...)
+	return c.ProbeWith(ProbeOpts{Unit: unit}, probe...)
+}
+
+// ProbeWith is Probe with options.
+func (c *Container) ProbeWith(o ProbeOpts, probe ...string) (bool, Result) {
+	r := c.RunConfined(o, append([]string{"/usr/local/bin/vpnc-probe", "-timeout", "1500ms"}, probe...)...)
 	return r.Code == 0 && strings.HasPrefix(r.Stdout, "OPEN"), r
 }
