@@ -125,20 +125,32 @@ func run(repo, build, tools string) error {
 		check(!ok, "DNS to %s is blocked", target)
 	}
 
-	step("The kill switch holds when the tunnel drops")
+	step("The kill switch holds while the tunnel is down; the service stays up (onTunnelLoss: block)")
 	cp, err := c.StartCapture("demo")
 	if err != nil {
 		return err
 	}
-	c.Run("systemctl", "kill", "-s", "KILL", "vpn-wg@demo.service")
-	check(c.WaitActive("torrent.service", "inactive", 10*time.Second), "tunnel process killed → torrent.service stopped (BindsTo=)")
+	pid0 := c.MainPID("torrent.service")
+	c.Run("systemctl", "stop", "vpn-wg@demo.service")
+	check(c.Active("torrent.service") == "active" && c.MainPID("torrent.service") == pid0, "tunnel stopped → torrent.service keeps running (PID %d)", pid0)
+	blocked, res := c.ProbeWith(ct.ProbeOpts{Unit: "torrent.service", NoStart: true}, "tcp", ct.SrvTunnel+":7")
+	check(!blocked, "from inside the service nothing gets out without the tunnel: %s", strings.TrimSpace(res.Stdout))
 	probe := c.Run("ip", "netns", "exec", "demo", "/usr/local/bin/vpnc-probe", "-timeout", "1s", "tcp", ct.SrvUplink+":7")
 	check(probe.Code != 0, "inside the namespace nothing gets out without the tunnel: %s", strings.TrimSpace(probe.Stdout))
+	c.Run("systemctl", "start", "vpn-wg@demo.service")
+	ok, _ = c.Probe("torrent.service", "tcp", ct.SrvTunnel+":7")
+	check(ok, "tunnel started again → the same service's traffic flows again, no restart")
+
+	step("A crashed tunnel comes back by itself")
+	t1 = time.Now()
+	c.Run("systemctl", "kill", "-s", "KILL", "vpn-wg@demo.service")
+	back := false
+	for time.Since(t1) < 15*time.Second && !back {
+		back, _ = c.ProbeWith(ct.ProbeOpts{Unit: "torrent.service", NoStart: true}, "tcp", ct.SrvTunnel+":7")
+	}
+	check(back && c.MainPID("torrent.service") == pid0, "tunnel process killed → traffic back after %v, torrent.service never stopped (PID %d)", time.Since(t1).Round(10*time.Millisecond), c.MainPID("torrent.service"))
 	pkts := cp.Stop()
 	check(len(pkts) == 0 && cp.ControlSeen, "packets on the uplink outside the WireGuard flow meanwhile: %d (the capture's control packet was seen: %v)", len(pkts), cp.ControlSeen)
-	c.Run("systemctl", "start", "torrent.service")
-	ok, _ = c.Probe("torrent.service", "tcp", ct.SrvTunnel+":7")
-	check(ok, "systemctl start torrent.service brings the whole chain back")
 
 	step("Tearing down")
 	return nil
