@@ -209,11 +209,14 @@ func TestRecreatesTunnel(t *testing.T) {
 			if out, err := exec.Command("ip", "-n", tp.Name, "link", "del", tp.Plan.WireGuard.Interface).CombinedOutput(); err != nil {
 				t.Fatalf("ip link del: %v %s", err, out)
 			}
-			if !testnet.WaitFor(10*time.Second, func() bool { _, err := echo(r.ns); return err == nil }) {
+			// Within one handshake retransmission (5 s) even when the new
+			// initiation collides with the dead device's (the peer drops
+			// initiations 20 ms apart).
+			if !testnet.WaitFor(15*time.Second, func() bool { _, err := echo(r.ns); return err == nil }) {
 				t.Fatal("traffic did not come back")
 			}
 			t.Logf("%s: link deleted → traffic again after %s", mode, time.Since(killed).Round(time.Millisecond))
-			s := r.waitState(t, StateUp, 10*time.Second)
+			s := r.waitState(t, StateUp, 15*time.Second)
 			if s.Recreations < 1 {
 				t.Errorf("recreations %d", s.Recreations)
 			}
