@@ -26,6 +26,7 @@ type doc struct {
 	port      int
 	fwMark    uint32
 	hostnames bool
+	natpmp    bool // the provider file says NAT-PMP (Port Forwarding) = on
 	peers     []peer
 
 	services []string
@@ -206,7 +207,13 @@ func (d *doc) render() []byte {
 	}
 	w.line(0, "")
 
-	w.comment(0, "The existing services to confine. Starting one starts the namespace and the tunnel first; when the tunnel stops, they are stopped (they never fall back to the host's network).")
+	if d.natpmp {
+		w.comment(0, "The provider file was made with NAT-PMP port forwarding on (ProtonVPN, P2P servers): lease a forwarded port, open it inbound on the tunnel only, and write it to /run/vpn-confinement/"+d.name+"/forwarded-port. Add your torrent client under apps (man 5 vpn-confinement.d).")
+		w.line(0, "portForwarding:")
+		w.line(2, "protocol: natpmp")
+		w.line(0, "")
+	}
+	w.comment(0, "The existing services to confine. Starting one starts the namespace and the tunnel first. While the tunnel is down they keep running with no way out (onTunnelLoss: block); they never fall back to the host's network.")
 	if len(d.services) == 0 {
 		w.comment(0, "For example: - unit: qbittorrent.service")
 		w.line(0, "services: []")

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/validate"
@@ -225,6 +226,12 @@ func build(f *wgquick.File, o Options, src, dir, name string, res *Result) (*doc
 	d.mtu = f.Interface.MTU.Value
 	d.port = int(f.Interface.ListenPort.Value)
 	d.fwMark = f.Interface.FwMark.Value
+	// ProtonVPN writes "# NAT-PMP (Port Forwarding) = on" into files made
+	// for servers and keys with port forwarding.
+	if raw, err := os.ReadFile(src); err == nil && natpmpOnRe.Match(raw) {
+		d.natpmp = true
+		note(0, "the provider file says NAT-PMP (Port Forwarding) = on: portForwarding with protocol natpmp is set up (gateway: the tunnel address with its last byte 1)")
+	}
 
 	for i, fp := range f.Peers {
 		p := peer{publicKey: fp.PublicKey.Value, keepalive: int(fp.PersistentKeepalive.Value)}
@@ -310,6 +317,8 @@ func freeInterface(dir string) (string, error) {
 		}
 	}
 }
+
+var natpmpOnRe = regexp.MustCompile(`(?mi)^\s*#\s*NAT-PMP \(Port Forwarding\)\s*=\s*on\s*$`)
 
 // prevalidate compiles the would-be file together with the files already
 // in dir, in a scratch directory of links, with the generator itself; the
