@@ -24,15 +24,33 @@ const (
 	CapSysAdmin = 21
 )
 
-// CapName names the capabilities this package reports.
+// capNames are the kernel's capability numbers (include/uapi/linux/capability.h).
+var capNames = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+	"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+	"CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+	"CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+	"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"}
+
+// CapName names capability number c ("capability 41" for one newer
+// than this table).
 func CapName(c int) string {
-	switch c {
-	case CapNetAdmin:
-		return "CAP_NET_ADMIN"
-	case CapSysAdmin:
-		return "CAP_SYS_ADMIN"
+	if c >= 0 && c < len(capNames) {
+		return capNames[c]
 	}
 	return fmt.Sprintf("capability %d", c)
+}
+
+// Caps lists the capabilities in set, by number.
+func Caps(set uint64) []int {
+	var out []int
+	for c := 0; c < 64; c++ {
+		if Has(set, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // ID identifies a file system object (a namespace: nsfs device + inode).

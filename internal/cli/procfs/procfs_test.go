@@ -150,3 +150,40 @@ func TestInRoot(t *testing.T) {
 		t.Errorf("loop: %v", err)
 	}
 }
+
+func TestParseNetUnix(t *testing.T) {
+	// From systemd 252 in the e2e container.
+	text := `Num       RefCount Protocol Flags    Type St Inode Path
+00000000b127858f: 00000003 00000000 00000000 0001 03 785866 /run/systemd/journal/stdout
+000000002a4a3d27: 00000003 00000000 00000000 0002 03 786285
+0000000075de54b1: 00000003 00000000 00000000 0002 03 784814 /run/systemd/notify
+0000000096d9f565: 00000002 00000000 00010000 0001 01 784817 /run/systemd/private
+000000009d9ac870: 00000002 00000000 00000000 0002 01 784827 /run/systemd/journal/dev-log
+00000000767c1c4a: 00000002 00000000 00010000 0001 01 785795 /run/dbus/system_bus_socket
+00000000767c1c4b: 00000002 00000000 00010000 0005 01 785796 /run/seq packet.sock
+00000000767c1c4c: 00000002 00000000 00010000 0001 01 785797 @abstract
+`
+	got, err := ParseNetUnix(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []UnixSocket{
+		{Path: "/run/systemd/notify", Inode: 784814, Type: "dgram"},
+		{Path: "/run/systemd/private", Inode: 784817, Type: "stream"},
+		{Path: "/run/systemd/journal/dev-log", Inode: 784827, Type: "dgram"},
+		{Path: "/run/dbus/system_bus_socket", Inode: 785795, Type: "stream"},
+		{Path: "/run/seq packet.sock", Inode: 785796, Type: "seqpacket"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestCapNames(t *testing.T) {
+	if CapName(CapNetAdmin) != "CAP_NET_ADMIN" || CapName(CapSysAdmin) != "CAP_SYS_ADMIN" || CapName(40) != "CAP_CHECKPOINT_RESTORE" || CapName(41) != "capability 41" {
+		t.Error(CapName(12), CapName(21), CapName(40), CapName(41))
+	}
+	if d := cmp.Diff([]int{0, 12, 21}, Caps(1|1<<12|1<<21)); d != "" {
+		t.Error(d)
+	}
+}

@@ -4,7 +4,6 @@ package verify
 
 import (
 	"fmt"
-	"github.com/vpn-confinement/vpn-confinement/internal/units"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
 // Gather collects the facts about unit on the running system. Its error
@@ -27,23 +27,28 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	if err != nil {
 		return f, err
 	}
-	n, ok := paths.FindUnit(plans, unit)
-	if !ok {
+	n, svc, kind := findUnit(plans, unit)
+	if n == nil {
 		f.BlockedBy = blockedBy(p, unit)
 		return f, nil
 	}
-	f.Plan = n
+	f.Plan, f.Service, f.Kind = n, svc, kind
 	props, err := m.Show([]string{unit}, ShowProps...)
 	if err != nil {
 		return f, err
 	}
 	f.Props = props[0]
+	f.ReferenceFile, f.Reference, f.Later = unitFiles(p, f)
 	main := f.Props.Int("MainPID")
 	if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
 		f.PIDs = mainFirst(main, pids)
 	} else if main > 0 {
 		f.PIDs = []int{main}
 		f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+	}
+	if kind == KindService || kind == KindProxy {
+		f.Sockets, f.SocketsErr = procfs.HostUnixSockets(p.Proc)
+		f.Own = procfs.SocketInodes(p.Proc, f.PIDs)
 	}
 	ns, err := netns.Open(p.Netns(n.Name))
 	if err != nil {
@@ -54,6 +59,33 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	f.Firewall, f.FirewallErr = kstate.ReadFirewall(ns, FirewallTable)
 	f.Links, f.LinksErr = kstate.Links(ns)
 	return f, nil
+}
+
+// unitFiles reads the generated file that confines the unit and the
+// drop-ins systemd applies after it (below p.Root: DropInPaths are host
+// paths).
+func unitFiles(p paths.Paths, f Facts) (string, []unitfile.Setting, []unitfile.Setting) {
+	ref := ourDropIn(p, f)
+	if f.Kind == KindProxy {
+		ref = filepath.Join(p.GeneratorDir, f.Unit)
+	}
+	var refSettings []unitfile.Setting
+	if b, err := os.ReadFile(ref); err == nil {
+		refSettings = unitfile.Parse(ref, b)
+	}
+	var later []unitfile.Setting
+	for _, d := range strings.Fields(f.Props["DropInPaths"]) {
+		// Drop-ins apply in file-name order, whatever their directory.
+		if d == ref || filepath.Base(d) <= config.DropInName && f.Kind != KindProxy && f.Kind != KindPortFwd {
+			continue
+		}
+		b, err := os.ReadFile(p.Host(d))
+		if err != nil {
+			continue
+		}
+		later = append(later, unitfile.Parse(d, b)...)
+	}
+	return ref, refSettings, later
 }
 
 func mainFirst(main int, pids []int) []int {
