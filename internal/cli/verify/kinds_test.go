@@ -18,7 +18,7 @@ import (
 
 func TestFindUnit(t *testing.T) {
 	n := &plan.Namespace{Name: "media", Services: []plan.Unit{{Name: "qbittorrent.service"}}, Sockets: []plan.Unit{{Name: "web.socket"}},
-		Publish: []plan.Publish{{Unit: "vpn-publish-media-8080", Port: 8080}, {Unit: "vpn-publish-media-9000", Port: 9000, Activate: "qbittorrent.service"}},
+		Publish:        []plan.Publish{{Unit: "vpn-publish-media-8080", Port: 8080}, {Unit: "vpn-publish-media-9000", Port: 9000, Activate: "qbittorrent.service"}},
 		PortForwarding: &plan.PortForwarding{Protocol: plan.PortForwardNATPMP}}
 	plans := []paths.PlanFile{{Name: "media", Plan: n}}
 	for unit, want := range map[string]string{

@@ -102,7 +102,7 @@ func newWorld(t *testing.T) *world {
 	w.facts = Facts{
 		Unit: "qbittorrent.service", Plan: n, Kind: KindService, Service: &n.Services[0],
 		Props: props,
-		PIDs: []int{100, 101},
+		PIDs:  []int{100, 101},
 		Firewall: &kstate.Firewall{Rules: 20, DropPackets: 3, Chains: []kstate.Chain{
 			{Name: "input", Hook: "input", Policy: "drop"}, {Name: "forward", Hook: "forward", Policy: "drop"},
 			{Name: "output", Hook: "output", Policy: "drop"}, {Name: "allow", Rules: 4}}},
