@@ -81,16 +81,16 @@ func ParseNetUnix(r io.Reader) ([]UnixSocket, error) {
 	return out, sc.Err()
 }
 
-// HostUnixSockets lists the reachable path sockets of every network
-// namespace that has a process (one /proc/PID/net/unix per namespace),
-// with the processes that hold each. proc is /proc.
-func HostUnixSockets(proc string) ([]UnixSocket, error) {
+// SocketHolders maps every socket inode that a process holds to the
+// processes holding it (like ss -p), and returns one PID per network
+// namespace (in /proc order) to read that namespace's /proc/PID/net from.
+func SocketHolders(proc string) (map[uint64][]Holder, []int, error) {
 	entries, err := os.ReadDir(proc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	perNetns := map[ID]int{} // netns → a PID in it
-	var order []ID
+	perNetns := map[ID]bool{}
+	var netnsPIDs []int
 	holders := map[uint64][]Holder{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -101,9 +101,9 @@ func HostUnixSockets(proc string) ([]UnixSocket, error) {
 		if err != nil {
 			continue // exited, or a kernel thread we cannot look into
 		}
-		if _, ok := perNetns[id]; !ok {
-			perNetns[id] = pid
-			order = append(order, id)
+		if !perNetns[id] {
+			perNetns[id] = true
+			netnsPIDs = append(netnsPIDs, pid)
 		}
 		fds, err := os.ReadDir(filepath.Join(proc, e.Name(), "fd"))
 		if err != nil {
@@ -132,10 +132,21 @@ func HostUnixSockets(proc string) ([]UnixSocket, error) {
 			}
 		}
 	}
+	return holders, netnsPIDs, nil
+}
+
+// HostUnixSockets lists the reachable path sockets of every network
+// namespace that has a process (one /proc/PID/net/unix per namespace),
+// with the processes that hold each. proc is /proc.
+func HostUnixSockets(proc string) ([]UnixSocket, error) {
+	holders, pids, err := SocketHolders(proc)
+	if err != nil {
+		return nil, err
+	}
 	seen := map[uint64]bool{}
 	var out []UnixSocket
-	for _, id := range order {
-		f, err := os.Open(filepath.Join(proc, strconv.Itoa(perNetns[id]), "net", "unix"))
+	for _, pid := range pids {
+		f, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), "net", "unix"))
 		if err != nil {
 			continue // exited meanwhile
 		}
@@ -144,6 +155,7 @@ func HostUnixSockets(proc string) ([]UnixSocket, error) {
 		if err != nil {
 			return nil, err
 		}
+		id, _ := NetnsOf(proc, pid)
 		for _, s := range socks {
 			if seen[s.Inode] {
 				continue
