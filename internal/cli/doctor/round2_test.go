@@ -41,7 +41,9 @@ func TestTripwire(t *testing.T) {
 	f.o.Root = true
 	f.o.Probes.Tripwire = func() (string, error) { return "", nil }
 	f.expect("tripwire", check.Warn, "found it unavailable earlier")
-	f.o.Probes.Tripwire = func() (string, error) { return "", errors.New("tripwire: probe: operation not permitted (needs CAP_NET_ADMIN)") }
+	f.o.Probes.Tripwire = func() (string, error) {
+		return "", errors.New("tripwire: probe: operation not permitted (needs CAP_NET_ADMIN)")
+	}
 	os.Remove(f.o.TripwireMarker)
 	f.expect("tripwire", check.Warn, "cannot tell whether the host-side tripwire works: tripwire: probe: operation not permitted")
 }
