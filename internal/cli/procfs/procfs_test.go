@@ -214,3 +214,56 @@ func TestParseNetTCP(t *testing.T) {
 		t.Error(d)
 	}
 }
+
+func TestMayConnect(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it chowns files to other users")
+	}
+	root := t.TempDir()
+	mk := func(p string, mode os.FileMode, uid, gid int, dir bool) {
+		full := filepath.Join(root, p)
+		if dir {
+			os.MkdirAll(full, mode)
+		} else {
+			os.WriteFile(full, nil, mode)
+		}
+		os.Chmod(full, mode)
+		os.Chown(full, uid, gid)
+	}
+	os.Chmod(root, 0o755)
+	mk("run", 0o755, 0, 0, true)
+	mk("run/private", 0o700, 0, 0, true)
+	mk("run/private/ctl.sock", 0o777, 0, 0, false)
+	mk("run/open.sock", 0o666, 0, 0, false)
+	mk("run/owned.sock", 0o600, 0, 0, false)
+	mk("run/grp", 0o750, 0, 105, true)
+	mk("run/grp/pg.sock", 0o770, 0, 105, false)
+	os.Symlink("/run", filepath.Join(root, "var-run"))
+	user := Cred{FSUID: 61234, FSGID: 61234}
+	rootNoCaps := Cred{}
+	rootBaseline := Cred{CapEff: 1 << CapDacOverride}
+	member := Cred{FSUID: 61234, FSGID: 61234, Groups: []uint32{105}}
+	for _, tc := range []struct {
+		path string
+		c    Cred
+		want bool
+	}{
+		{"/run/private/ctl.sock", user, false},      // 0700 directory
+		{"/run/private/ctl.sock", rootNoCaps, true}, // owner
+		{"/run/open.sock", user, true},              // world-writable
+		{"/var-run/open.sock", user, true},          // symlink resolved in root
+		{"/run/owned.sock", user, false},            // 0600 root's
+		{"/run/owned.sock", rootBaseline, true},     // CAP_DAC_OVERRIDE
+		{"/run/grp/pg.sock", user, false},           // not in the group
+		{"/run/grp/pg.sock", member, true},          // supplementary group
+	} {
+		got, err := MayConnect(root, tc.path, tc.c)
+		if err != nil || got != tc.want {
+			t.Errorf("%s as %+v: %v %v, want %v", tc.path, tc.c, got, err, tc.want)
+		}
+	}
+	c, err := ParseCred("Uid:\t0\t0\t0\t61234\nGid:\t1\t1\t1\t61234\nGroups:\t105 106\nCapEff:\t0000000000000002\n")
+	if err != nil || c.FSUID != 61234 || c.FSGID != 61234 || len(c.Groups) != 2 || c.CapEff != 2 {
+		t.Errorf("ParseCred: %+v %v", c, err)
+	}
+}

@@ -149,13 +149,17 @@ func assessOrphan(o *Orphan, k Known) {
 	if len(active) > 0 {
 		us = strings.Join(active, ", ")
 	}
+	// After the daemon-reload that dropped the plan, the units' drop-ins
+	// are gone too: stopping the namespace no longer stops them, so the
+	// command names them first.
+	stop := strings.Join(append(append([]string{}, active...), ns), " ")
 	switch {
 	case o.Running && o.File == "":
-		o.Problem = fmt.Sprintf("namespace %s is running without a file: %s run unconfined after their next restart; stop it: systemctl stop %s", o.Namespace, us, ns)
+		o.Problem = fmt.Sprintf("namespace %s is running without a file: %s run unconfined after their next restart; stop it: systemctl stop %s", o.Namespace, us, stop)
 	case o.Running:
 		o.Problem = fmt.Sprintf("namespace %s is running without a compiled plan: %s is not valid, so %s are blocked at their next start; see: vpn-confinement validate %s", o.Namespace, o.File, us, o.File)
 	case o.File == "" && len(active) > 0:
-		o.Note = fmt.Sprintf("namespace %s has no file any more and does not run; %s, confined at its last good start, now run on the host's network (removing the file is how confinement is ended); forget the record: rm %s", o.Namespace, us, o.Record)
+		o.Note = fmt.Sprintf("namespace %s has no file any more and does not run; %s, confined at its last good start, still run in what is left of it (no tunnel) and on the host's network after their next restart (removing the file is how confinement ends); forget the record: rm %s", o.Namespace, us, o.Record)
 	case o.File == "":
 		o.Note = fmt.Sprintf("namespace %s has no file any more and nothing of it runs; forget its record: rm %s", o.Namespace, o.Record)
 	}

@@ -199,7 +199,7 @@ func TestAssessOrphan(t *testing.T) {
 		Units: []Unit{{Name: "app.service", ActiveState: "active"}, {Name: "idle.service", ActiveState: "inactive"}}}
 	o := running
 	assessOrphan(&o, allKnown)
-	if o.Problem != "namespace old is running without a file: app.service run unconfined after their next restart; stop it: systemctl stop vpn-ns@old.service" {
+	if o.Problem != "namespace old is running without a file: app.service run unconfined after their next restart; stop it: systemctl stop app.service vpn-ns@old.service" {
 		t.Errorf("problem %q", o.Problem)
 	}
 	o = running
@@ -210,7 +210,7 @@ func TestAssessOrphan(t *testing.T) {
 	}
 	o = Orphan{Namespace: "old", Record: "/var/lib/vpn-confinement/old.units", Units: []Unit{{Name: "app.service", ActiveState: "active"}}}
 	assessOrphan(&o, allKnown)
-	if o.Problem != "" || !strings.Contains(o.Note, "app.service, confined at its last good start, now run on the host's network") {
+	if o.Problem != "" || !strings.Contains(o.Note, "app.service, confined at its last good start, still run in what is left of it (no tunnel) and on the host's network after their next restart") {
 		t.Errorf("stopped orphan: %+v", o)
 	}
 	rep := &Report{Orphans: []Orphan{running, o}}

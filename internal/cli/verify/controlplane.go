@@ -18,7 +18,10 @@ import (
 // checkControlPlanes turns "the host's control planes are hidden as a
 // class" into a measurement: every AF_UNIX path socket that listens
 // anywhere on the host (every network namespace's /proc/net/unix), looked
-// up through the unit's root. A root-owned one the unit can reach that is
+// up through the unit's root. Reachable is: the unit sees that very socket
+// file, and its credentials may connect to it (search on the directories,
+// write on the socket; a service without CAP_DAC_OVERRIDE cannot pass a
+// root-only directory). A root-owned one the unit can reach that is
 // not in the allow list (the journal, sd_notify, userdb, the host
 // resolver where the plan allows it, the system bus with allowSystemBus,
 // the unit's own sockets) fails: it may be a way to start, change or
@@ -35,14 +38,29 @@ func checkControlPlanes(l *check.List, p paths.Paths, f Facts, svc *plan.Unit, r
 	} else {
 		rf.Close()
 	}
+	cred, cerr := procfs.ReadCred(p.Proc, f.PIDs[0])
+	if cerr != nil {
+		l.Add("control-planes", check.Fail, "cannot read the credentials of PID %d: %v", f.PIDs[0], cerr)
+		return
+	}
 	var seen []seenSocket
-	var unknown []string
+	var unknown, closed []string
 	done := map[string]bool{}
 	for _, s := range f.Sockets {
 		if done[s.Path] || f.Own[s.Inode] {
 			continue
 		}
 		reach, uid, err := reachable(p, root, s)
+		if err == nil && reach {
+			// Visible; the unit's credentials decide whether it may connect
+			// (search on every directory, write on the socket).
+			var ok bool
+			if ok, err = procfs.MayConnect(root, s.Path, cred); err == nil && !ok {
+				done[s.Path] = true
+				closed = append(closed, s.Path)
+				continue
+			}
+		}
 		if err != nil {
 			unknown = append(unknown, fmt.Sprintf("%s (%v)", s.Path, err))
 			continue
@@ -63,6 +81,9 @@ func checkControlPlanes(l *check.List, p paths.Paths, f Facts, svc *plan.Unit, r
 		s := fmt.Sprintf("%d listening AF_UNIX path sockets on the host; reachable: %s", len(f.Sockets), listOrNone(allowed))
 		if len(others) > 0 {
 			s += "; of other users: " + strings.Join(others, ", ")
+		}
+		if len(closed) > 0 {
+			s += "; visible but not connectable with its credentials (file modes): " + listOrNone(closed)
 		}
 		l.Add("control-planes", check.Pass, "%s", s)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
@@ -40,11 +41,21 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	f.Props = props[0]
 	f.ReferenceFile, f.Reference, f.Later = unitFiles(p, f)
 	main := f.Props.Int("MainPID")
-	if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
-		f.PIDs = mainFirst(main, pids)
-	} else if main > 0 {
-		f.PIDs = []int{main}
-		f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+	// A process systemd has forked but not yet exec'd still has its
+	// privileges (it applies the sandbox just before exec) and is named
+	// "(NAME)": right after systemctl start of a Type=simple unit verify
+	// would see it. Wait for the exec, a short bounded while.
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		f.PIDs, f.PIDsNote = nil, ""
+		if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
+			f.PIDs = mainFirst(main, pids)
+		} else if main > 0 {
+			f.PIDs = []int{main}
+			f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+		}
+		if !spawning(p, f.PIDs) || time.Now().After(deadline) {
+			break
+		}
 	}
 	if kind == KindService || kind == KindProxy {
 		f.Sockets, f.SocketsErr = procfs.HostUnixSockets(p.Proc)
@@ -86,6 +97,17 @@ func unitFiles(p paths.Paths, f Facts) (string, []unitfile.Setting, []unitfile.S
 		later = append(later, unitfile.Parse(d, b)...)
 	}
 	return ref, refSettings, later
+}
+
+// spawning reports whether a process of pids is still being set up by
+// systemd (its command name is "(NAME)" until it execs).
+func spawning(p paths.Paths, pids []int) bool {
+	for _, pid := range pids {
+		if s, err := procfs.ReadStatus(p.Proc, pid); err == nil && strings.HasPrefix(s.Name, "(") && strings.HasSuffix(s.Name, ")") {
+			return true
+		}
+	}
+	return false
 }
 
 func mainFirst(main int, pids []int) []int {

@@ -22,7 +22,7 @@ import (
 
 const (
 	genResolv = "nameserver 10.64.0.1\noptions edns0\n"
-	statusOK  = "Name:\tqbittorrent-nox\nUid:\t61234\t61234\t61234\t61234\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n"
+	statusOK  = "Name:\tqbittorrent-nox\nUid:\t61234\t61234\t61234\t61234\nGid:\t61234\t61234\t61234\t61234\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n"
 )
 
 // world is a fake host: its / (Root), /proc with a confined service's
