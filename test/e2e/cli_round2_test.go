@@ -148,6 +148,7 @@ services:
 			t.Errorf("host tripwire: %+v", rep.Tripwire)
 		}
 		human := c.Run(cliBin, "status", "cli2a")
+		t.Logf("status cli2a:\n%s", human.Stdout)
 		for _, want := range []string{"lifecycle  up since", "onTunnelLoss block, ", " recreations", "endpoint 1 of 1 " + ct.SrvUplink,
 			"published  127.0.0.1:8080 → port 8080 in the namespace (proxy vpn-publish-cli2a-8080.service active", "port fwd   static port 51413; vpn-pf@cli2a.service",
 			"tripwire   0 packets dropped in the host namespace; watching app.service"} {
@@ -163,6 +164,7 @@ services:
 	t.Run("verify-confined", func(t *testing.T) {
 		for _, u := range []string{"app.service", "rootapp.service", "vpn-publish-cli2a-8080.service", "vpn-pf@cli2a.service"} {
 			rep, r := verifyJSON(t, c, u)
+			t.Logf("verify %s:\n%s", u, c.Run(cliBin, "verify", u).Stdout)
 			if r.Code != 0 || !rep.OK {
 				t.Errorf("verify %s:\n%s", u, c.Run(cliBin, "verify", u).Stdout)
 			}
@@ -192,10 +194,11 @@ services:
 		}
 		mustRun(t, c, "systemctl", "start", "late.service")
 		if !strings.Contains(c.Run("systemctl", "show", "-P", "DropInPaths", "late.service").Stdout, "90-late.conf") {
-			t.Skipf("systemd did not load the new drop-in without a daemon-reload:\n%s", c.Run("systemctl", "cat", "late.service").Stdout)
+			t.Fatalf("systemd did not load the new drop-in without a daemon-reload:\n%s", c.Run("systemctl", "cat", "late.service").Stdout)
 		}
 		rep, r := verifyJSON(t, c, "late.service")
 		text := c.Run(cliBin, "verify", "late.service").Stdout
+		t.Logf("verify late.service:\n%s", text)
 		if r.Code != 1 || rep.OK {
 			t.Errorf("verify passed a unit with a late CAP_NET_ADMIN drop-in:\n%s", text)
 		}
