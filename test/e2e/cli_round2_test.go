@@ -316,7 +316,9 @@ services:
 		}
 		pid := c.MainPID("app.service")
 		mustRun(t, c, "systemctl", "reload", "vpn-ns@cli2a.service")
-		n = waitStatus(t, c, "cli2a", 20*time.Second, func(n status.Namespace) bool { return n.Pending != nil && !n.Pending.Pending && !n.Pending.TunnelBehind })
+		n = waitStatus(t, c, "cli2a", 20*time.Second, func(n status.Namespace) bool {
+			return n.Pending != nil && !n.Pending.Pending && !n.Pending.TunnelBehind
+		})
 		if n.Pending.Pending || n.Pending.TunnelBehind || c.MainPID("app.service") != pid {
 			t.Errorf("after the reload: %+v (app PID %d, was %d)", n.Pending, c.MainPID("app.service"), pid)
 		}
