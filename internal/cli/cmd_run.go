@@ -22,6 +22,10 @@ func cmdRun(e *Env, args []string) (int, error) {
 	fs.Var(&env, "E", "")
 	fs.BoolVar(&o.Quiet, "quiet", false, "")
 	fs.BoolVar(&o.Quiet, "q", false, "")
+	var families, props stringList
+	fs.Var(&families, "family", "")
+	fs.Var(&props, "p", "")
+	fs.Var(&props, "property", "")
 	dry := fs.Bool("dry-run", false, "")
 	fs.StringVar(&e.Paths.GeneratorDir, "generator-dir", e.Paths.GeneratorDir, "")
 	pos, cmd, err := parseArgs(fs, args, 1)
@@ -41,7 +45,7 @@ func cmdRun(e *Env, args []string) (int, error) {
 	if err != nil {
 		return exitTrouble, err
 	}
-	o.Plan, o.Command, o.Env = n, cmd, env
+	o.Plan, o.Command, o.Env, o.Families, o.Props = n, cmd, env, families, props
 	o.Pty = *pty || (!*pipe && e.StdinIsTerminal != nil && e.StdinIsTerminal())
 	argv, err := runcmd.Argv(o)
 	if err != nil {

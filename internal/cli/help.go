@@ -49,54 +49,90 @@ const helpStatus = `Usage: vpn-confinement status [OPTIONS] [NAME]
 
 Show every namespace compiled at the last daemon-reload, or only NAME:
   units       vpn-ns@NAME, vpn-wg@NAME, vpn-pin@NAME and every confined unit
-              (state, main PID) and whether each running one is really
-              inside the namespace (inode of /proc/PID/ns/net)
+              (state, main PID, frozen) and whether each running one is
+              really inside the namespace (inode of /proc/PID/ns/net)
   namespace   the pin /run/netns/NAME, interfaces, addresses and routes
   tunnel      WireGuard backend (kernel or userspace), listen port, peers,
               endpoints, latest handshake, bytes received and sent
+  lifecycle   the tunnel helper's state: up, connecting, stalled or blocked
+              since when and why, onTunnelLoss, failovers, recreations, per
+              peer its health, endpoint i of n and handshake age, units it
+              holds frozen or stopped
+  plan        a pending plan: the generator's plan differs from the one the
+              namespace applied; the command that applies it (reload, or
+              the restart a key needs)
   firewall    table inet vpn_confinement: chains, rules, sets, drop counters;
               the endpoint-pinning table when pinning is on
   dns         mode, resolvers, and the generated resolv.conf
   host link   both ends, addresses and published ports
+  published   publish entries: host addresses, the confined port, the
+              socket and proxy units; egress.toHost ports ("to host")
+  port fwd    port forwarding: protocol, gateway, apps, vpn-pf@NAME
+  tripwire    the host-side tripwire's drop counter of the namespace (any
+              packet is an escape) and the units it watches
+Then the namespaces running without a file (removed or invalid: what to
+stop) and the host tripwire (loaded, or why this host cannot have it).
 Reading the kernel state needs root; without it, status shows what it can
 and says what it could not read.
 
 Options:
-  --json               stable JSON for monitoring
+  --json               stable JSON for monitoring; carries everything the
+                       Prometheus textfile has (supervisor), and pendingPlan,
+                       tripwire, publish, toHost, portForwarding, orphans
   --generator-dir DIR  where the generator wrote the plans
                        (default /run/systemd/generator)
 
 Exit status: 0 no problem, 1 a problem (a failed unit, a namespace without its
-firewall, a confined process outside its namespace, a configuration changed
-since the last daemon-reload, ...), 2 NAME is unknown or nothing is readable.
+firewall, a confined process outside its namespace, a blocked or stalled
+tunnel, a pending plan, a tripwire count, a namespace running without a file,
+a configuration changed since the last daemon-reload, ...), 2 NAME is unknown
+or nothing is readable.
 `
 
 const helpVerify = `Usage: vpn-confinement verify [OPTIONS] UNIT
 
 Attest that a running confined unit is confined as compiled, by looking at
-its processes from the outside:
-  plan          UNIT is listed by a compiled namespace plan
-  drop-in       systemd loaded 50-vpn-confinement.conf and the effective
-                NetworkNamespacePath= is /run/netns/NAME
-  running       the unit has processes to check
-  namespace     every process of the unit is in /run/netns/NAME
-  firewall      that namespace holds table inet vpn_confinement
-  interfaces    the namespace has no interface besides lo, the tunnel and
-                the host link
-  resolv.conf   (strict DNS) the file the service reads is the generated one
-                and names only the configured resolvers
-  nsswitch.conf (strict DNS) the file the service reads is the generated one
-  resolver-ipc  nscd, systemd-resolved's socket and the D-Bus system bus are
-                not reachable from the service
-  keys          the config directory, key files and the tunnel's credentials
-                are not visible to the service
-  capabilities  no process can gain CAP_NET_ADMIN or CAP_SYS_ADMIN
-                (capability bounding set, effective and ambient sets)
-  no-new-privs  the processes cannot gain privileges through exec
+its processes from the outside. UNIT is a listed service or socket, a
+published port's proxy (vpn-publish-NAME-PORT.service) or vpn-pf@NAME:
+  plan           UNIT is listed by (or runs for) a compiled namespace plan
+  drop-in        systemd loaded the generated 50-vpn-confinement.conf (not a
+                 same-named file elsewhere) and the effective
+                 NetworkNamespacePath= is /run/netns/NAME (unit-file for the
+                 proxy and vpn-pf@)
+  overrides      the effective settings (systemctl show) are not weaker than
+                 the generated ones: capability and ambient sets, hidden paths,
+                 the /run/systemd tmpfs, read-only binds, NoNewPrivileges=,
+                 ProtectSystem=, the user, no "+" command; a FAIL names the
+                 drop-in line that did it, also one that appeared after the
+                 generator ran
+  running        the unit has processes to check
+  namespace      every process of the unit is in /run/netns/NAME
+  firewall       that namespace holds table inet vpn_confinement
+  interfaces     the namespace has no interface besides lo, the tunnel and
+                 the host link
+  resolv.conf    (strict DNS) the file the service reads is the generated one
+                 and names only the configured resolvers
+  nsswitch.conf  (strict DNS) the file the service reads is the generated one
+  resolver-ipc   nscd, systemd-resolved's socket and the D-Bus system bus are
+                 not reachable from the service
+  keys           the config directory, key files and the tunnel's credentials
+                 are not visible to the service
+  systemd-tmpfs  /run/systemd is a private tmpfs: no /run/systemd/private,
+                 no unit directories
+  system-bus     /run/dbus is hidden unless allowSystemBus
+  control-planes every listening AF_UNIX path socket of the host (every
+                 network namespace) looked up through the unit's root: a
+                 root-owned one it can reach that is not the journal,
+                 sd_notify, userdb, an allowed resolver or bus, or its own fails
+  capabilities   every capability set of every process is within the compiled
+                 bounding set (none for a non-root service and the proxy, the
+                 profile's root set, CAP_NET_ADMIN for vpn-pf@); no forbidden
+                 capability; no root process in a non-root service
+  no-new-privs   the processes cannot gain privileges through exec
 One line per check: PASS, FAIL or SKIP (not applicable). Needs root.
 
 Options:
-  --json               print {"unit","namespace","ok","checks":[{"name",
+  --json               print {"unit","kind","namespace","ok","checks":[{"name",
                        "result","detail"}]}
   --generator-dir DIR  where the generator wrote the plans
 
@@ -113,7 +149,12 @@ Check that this host can enforce what the configuration asks for:
                  SocketBindDeny= (restrictBind) and RestrictNetworkInterfaces=
                  enforced; without it systemd ignores them silently
   cgroup         cgroup v2, needed for the IPAddressDeny= layer
-  install        unit templates vpn-ns@, vpn-wg@, vpn-pin@ installed
+  freezer        whether this host can freeze (cgroup.freeze); a FAIL only
+                 when a namespace uses onTunnelLoss freeze
+  tripwire       whether the host-side tripwire works here (probed in a
+                 throwaway namespace; what a unit's hook recorded); when not,
+                 it says so: nothing claims it
+  install        unit templates vpn-ns@, vpn-wg@, vpn-pin@, vpn-pf@ installed
   resolv.conf    /etc/resolv.conf layout (symlinks into resolver dirs)
   resolvers      nscd, systemd-resolved, D-Bus: present, and hidden where asked
   config-dir     not writable by anyone but root
@@ -121,6 +162,8 @@ Check that this host can enforce what the configuration asks for:
   routes         endpoints routable, DNS servers and allowedIPs not hidden
                  behind the host's local networks
   host-link      host-link subnets do not collide with host addresses
+  published      no other program already listens on a published address
+                 and port (the generated socket units themselves excepted)
   config         every namespace file is valid
 Each check prints OK, WARN or FAIL with a one-line explanation. The kernel
 probes create a throwaway network namespace (never the host's) and need root.
@@ -137,14 +180,29 @@ Exit status: 0 no FAIL, 1 a check failed, 2 doctor itself failed.
 const helpRun = `Usage: vpn-confinement run [OPTIONS] NAME [--] COMMAND [ARG]...
 
 Run COMMAND in a transient service confined exactly like a service listed in
-NAME.yaml: same namespace, DNS files, hidden resolver sockets and keys, empty
-capability bounding set, IP filter and (baseline) hardening, bound to
-vpn-ns@NAME and vpn-wg@NAME (starting them if needed). It uses systemd-run
-with --wait, so the exit status is COMMAND's. Needs root.
+NAME.yaml: same namespace, DNS files, hidden control planes, resolver sockets
+and keys, capability bounding set, IP filter, (baseline) hardening and
+host-side tripwire hooks, bound to vpn-ns@NAME and vpn-wg@NAME (starting them
+if needed). It uses systemd-run with --wait, so the exit status is COMMAND's.
+Needs root.
 
 Options:
   --user USER          run as USER (default: a dynamic user, DynamicUser=yes)
-  --root               run as root (still without capabilities)
+  --root               run as root, confined like a listed root service
+                       (allowRoot): the profile's root capabilities only,
+                       ProtectSystem=strict, /run read-only
+  --family AF_NAME     allow one more address family (repeatable), as
+                       extraAddressFamilies does; AF_UNIX, AF_INET, AF_INET6
+                       and AF_NETLINK are always allowed
+  -p, --property KEY=VALUE
+                       one more unit property (repeatable), only resource
+                       limits, the environment and paths that cannot weaken
+                       confinement: Environment, WorkingDirectory, UMask, Nice,
+                       CPUQuota, CPUWeight, IOWeight, MemoryMax, MemoryHigh,
+                       TasksMax, Limit{NOFILE,NPROC,CORE,MEMLOCK},
+                       RuntimeMaxSec, TimeoutStopSec, KillSignal,
+                       ReadOnlyPaths, InaccessiblePaths, ReadWritePaths
+                       (never into what privileged host processes load)
   --hardening PROFILE  baseline (default) or strict
   --pty                attach the terminal (default when stdin is a terminal)
   --pipe               pass stdin/stdout/stderr through (default otherwise)
@@ -154,8 +212,10 @@ Options:
   --dry-run            print the systemd-run command line instead of running it
   --generator-dir DIR  where the generator wrote the plans
 
-Example:
+Examples:
   vpn-confinement run media -- curl https://am.i.mullvad.net/connected
+  vpn-confinement run -p ReadWritePaths=/srv/downloads media -- \
+      aria2c -d /srv/downloads https://example.org/file.iso
 `
 
 const helpImport = `Usage: vpn-confinement import-wg-quick [OPTIONS] FILE

@@ -86,6 +86,9 @@ func PublishProxy(n *plan.Namespace, p plan.Publish) []byte {
 	f.add("Service", "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6")
 	f.add("Service", "TemporaryFileSystem", "/run/systemd")
 	f.add("Service", "BindReadOnlyPaths", strings.Join(hardening.SystemdKeep, " "))
+	// This tool's runtime dir: the proxy needs nothing of it (confined
+	// services see only their own namespace's dir).
+	f.add("Service", "TemporaryFileSystem", plan.RuntimeDir+":ro")
 	f.add("Service", "InaccessiblePaths", strings.Join(append(append(append([]string{}, hardening.ControlPlanes...), hardening.SystemBus...), hardening.ToolState...), " "))
 	f.add("Service", "InaccessiblePaths", strings.Join(secretPaths(n), " "))
 	// Loopback only: the proxy's own connections go to 127.0.0.1; the

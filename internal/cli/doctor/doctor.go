@@ -19,6 +19,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/check"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/generator"
@@ -43,6 +44,9 @@ type Probes struct {
 	Nftables func() error
 	// Tun opens /dev/net/tun for the userspace fallback.
 	Tun func() error
+	// Tripwire checks the host-side tripwire's support: unsupported says
+	// why the host cannot have it, err that it could not be told.
+	Tripwire func() (unsupported string, err error)
 }
 
 // Host reads the host's network state.
@@ -53,6 +57,9 @@ type Host struct {
 	Routes func() ([]kstate.Route, error)
 	// RouteTo is "ip route get" in the socket namespace sock ("" = host).
 	RouteTo func(sock string, dst netip.Addr) (kstate.Route, error)
+	// TCPListeners are the listening TCP sockets of the host namespace,
+	// with the processes holding them.
+	TCPListeners func() ([]procfs.TCPListener, error)
 }
 
 // Options are the doctor's inputs.
@@ -71,6 +78,11 @@ type Options struct {
 	GeneratorDirs []string
 	// FSType returns the statfs(2) type of a path; nil: the real one.
 	FSType func(path string) (int64, error)
+	// TripwireMarker is the file a tripwire hook writes when the host
+	// cannot have the tripwire.
+	TripwireMarker string
+	// UnitStates returns the ActiveState of units.
+	UnitStates func(units []string) (map[string]string, error)
 }
 
 // Report is the JSON form.
@@ -94,6 +106,8 @@ func Run(o Options) check.List {
 	d.nftables()
 	d.systemd()
 	d.cgroup()
+	d.freezer()
+	d.tripwire()
 	d.install()
 	d.resolvConf()
 	d.resolvers()
@@ -101,6 +115,7 @@ func Run(o Options) check.List {
 	d.keys()
 	d.routes()
 	d.hostLinks()
+	d.published()
 	d.config()
 	return d.l
 }

@@ -46,7 +46,9 @@ func newFake(t *testing.T) *fake {
 			KernelWireGuard: func() (bool, error) { return false, nil },
 			Nftables:        func() error { return nil },
 			Tun:             func() error { return nil },
+			Tripwire:        func() (string, error) { return "", nil },
 		},
+		TripwireMarker: filepath.Join(dir, "run", "tripwire.unsupported"),
 		Host: Host{
 			Links: func() ([]kstate.Link, error) {
 				return []kstate.Link{
@@ -66,6 +68,7 @@ func newFake(t *testing.T) *fake {
 		FSType:        func(string) (int64, error) { return cgroup2Magic, nil },
 	}
 	f.install()
+	f.write(filepath.Join(f.o.Paths.Sys, "fs", "cgroup", "system.slice", "cgroup.freeze"), "0\n", 0o644)
 	return f
 }
 
@@ -141,7 +144,7 @@ func TestHealthyHost(t *testing.T) {
 			break
 		}
 	}
-	want := []string{"wireguard", "nftables", "systemd", "bpf-framework", "cgroup", "install", "resolv.conf", "nsswitch.conf", "resolvers", "config-dir", "keys", "routes", "host-link", "config"}
+	want := []string{"wireguard", "nftables", "systemd", "bpf-framework", "cgroup", "freezer", "tripwire", "install", "resolv.conf", "nsswitch.conf", "resolvers", "config-dir", "keys", "routes", "host-link", "config"}
 	if len(m) != len(want) {
 		t.Errorf("got %d checks:\n%s", len(m), out)
 	}

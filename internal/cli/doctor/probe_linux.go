@@ -15,10 +15,12 @@ import (
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/firewall"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
+	"github.com/vpn-confinement/vpn-confinement/internal/tripwire"
 )
 
 // Defaults wires the real system: probes in throwaway namespaces, the
@@ -32,10 +34,31 @@ func Defaults(p paths.Paths, probe bool) Options {
 			KernelWireGuard: ProbeKernelWireGuard,
 			Nftables:        ProbeNftables,
 			Tun:             func() error { return ProbeTun(filepath.Join(p.Root, "dev/net/tun")) },
+			Tripwire:        func() (string, error) { return ProbeTripwire(filepath.Join(p.Proc, "1")) },
+		},
+		TripwireMarker: p.InRuntime(tripwire.MarkerPath),
+		UnitStates: func(us []string) (map[string]string, error) {
+			props, err := systemd.Systemctl{}.Show(us, "ActiveState")
+			if err != nil {
+				return nil, err
+			}
+			out := map[string]string{}
+			for i, u := range us {
+				out[u] = props[i]["ActiveState"]
+			}
+			return out, nil
 		},
 		Host: Host{
 			Links:  func() ([]kstate.Link, error) { return kstate.Links(nil) },
 			Routes: func() ([]kstate.Route, error) { return kstate.Routes(nil) },
+			TCPListeners: func() ([]procfs.TCPListener, error) {
+				// The host is PID 1's namespace, whatever namespace doctor runs in.
+				holders, _, err := procfs.SocketHolders(p.Proc)
+				if err != nil {
+					return nil, err
+				}
+				return procfs.TCPListeners(p.Proc, 1, holders)
+			},
 			RouteTo: func(sock string, dst netip.Addr) (kstate.Route, error) {
 				if sock == "" {
 					return kstate.RouteTo(nil, dst)
@@ -128,6 +151,24 @@ func ProbeNftables() error {
 		}
 		return nil
 	})
+}
+
+// ProbeTripwire asks internal/tripwire whether this host can have the
+// host-side tripwire: PID 1's cgroup2 mount, and the kernel accepting the
+// table's socket cgroupv2 rules (loaded and deleted in one batch, in a
+// throwaway namespace: the kernel's answer is the same in every network
+// namespace, and the host's ruleset is never touched).
+func ProbeTripwire(proc1 string) (string, error) {
+	var unsupported string
+	err := throwaway(func(ns *netns.NetNS) error {
+		err := (&tripwire.Host{NS: ns, Proc: proc1}).Supported()
+		if tripwire.IsUnsupported(err) {
+			unsupported = err.Error()
+			return nil
+		}
+		return err
+	})
+	return unsupported, err
 }
 
 // ProbeTun opens the TUN clone device, as wireguard-go does.

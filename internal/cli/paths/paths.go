@@ -61,6 +61,18 @@ func (p Paths) Netns(name string) string { return filepath.Join(p.NetnsDir, name
 // Runtime is the runtime directory of namespace name.
 func (p Paths) Runtime(name string) string { return filepath.Join(p.RuntimeDir, name) }
 
+// InRuntime maps path, a location below plan.RuntimeDir as the helpers
+// name it (tunnel.StatePath, namespace.AppliedPath, tripwire.MarkerPath),
+// to the same location below p.RuntimeDir, so the helpers' path functions
+// stay the one definition and tests can move the runtime dir.
+func (p Paths) InRuntime(path string) string {
+	rel, err := filepath.Rel(plan.RuntimeDir, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return path
+	}
+	return filepath.Join(p.RuntimeDir, rel)
+}
+
 // PlanDir is where the generator writes plans.
 func (p Paths) PlanDir() string { return filepath.Join(p.GeneratorDir, plan.PlanSubdir) }
 

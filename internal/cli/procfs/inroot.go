@@ -38,6 +38,20 @@ func StatInRoot(root, path string) (ID, os.FileMode, error) {
 	return ID{Dev: uint64(st.Dev), Ino: st.Ino}, fileMode(st.Mode), nil
 }
 
+// OwnerInRoot is StatInRoot with the object's owner.
+func OwnerInRoot(root, path string) (ID, os.FileMode, uint32, error) {
+	fd, err := openInRoot(root, path, unix.O_PATH)
+	if err != nil {
+		return ID{}, 0, 0, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return ID{}, 0, 0, err
+	}
+	return ID{Dev: uint64(st.Dev), Ino: st.Ino}, fileMode(st.Mode), st.Uid, nil
+}
+
 // ReadInRoot reads up to max bytes of path as seen inside root.
 func ReadInRoot(root, path string, max int64) ([]byte, error) {
 	fd, err := openInRoot(root, path, unix.O_RDONLY)

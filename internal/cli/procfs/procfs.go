@@ -24,15 +24,33 @@ const (
 	CapSysAdmin = 21
 )
 
-// CapName names the capabilities this package reports.
+// capNames are the kernel's capability numbers (include/uapi/linux/capability.h).
+var capNames = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+	"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+	"CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+	"CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+	"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"}
+
+// CapName names capability number c ("capability 41" for one newer
+// than this table).
 func CapName(c int) string {
-	switch c {
-	case CapNetAdmin:
-		return "CAP_NET_ADMIN"
-	case CapSysAdmin:
-		return "CAP_SYS_ADMIN"
+	if c >= 0 && c < len(capNames) {
+		return capNames[c]
 	}
 	return fmt.Sprintf("capability %d", c)
+}
+
+// Caps lists the capabilities in set, by number.
+func Caps(set uint64) []int {
+	var out []int
+	for c := 0; c < 64; c++ {
+		if Has(set, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // ID identifies a file system object (a namespace: nsfs device + inode).
@@ -171,4 +189,136 @@ func CgroupPIDs(sys, cgroup string) ([]int, error) {
 		return pids, nil
 	}
 	return nil, fmt.Errorf("cgroup %s not found: %w", cgroup, lastErr)
+}
+
+// Cred is what the kernel checks a process's file access with.
+type Cred struct {
+	FSUID, FSGID uint32
+	Groups       []uint32
+	CapEff       uint64
+}
+
+// CapDacOverride and CapDacReadSearch bypass file permission checks.
+const (
+	CapDacOverride   = 1
+	CapDacReadSearch = 2
+)
+
+// ReadCred reads the file-access credentials of process pid.
+func ReadCred(proc string, pid int) (Cred, error) {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return Cred{}, err
+	}
+	return ParseCred(string(b))
+}
+
+// ParseCred parses the Uid, Gid, Groups and CapEff lines of
+// /proc/PID/status (the fourth Uid/Gid field is the file-system one).
+func ParseCred(status string) (Cred, error) {
+	var c Cred
+	seen := 0
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		switch k {
+		case "Uid", "Gid":
+			if len(f) < 4 {
+				return c, fmt.Errorf("status: bad %s line %q", k, line)
+			}
+			n, err := strconv.ParseUint(f[3], 10, 32)
+			if err != nil {
+				return c, fmt.Errorf("status: bad %s line %q", k, line)
+			}
+			if k == "Uid" {
+				c.FSUID = uint32(n)
+			} else {
+				c.FSGID = uint32(n)
+			}
+			seen++
+		case "Groups":
+			for _, g := range f {
+				if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+					c.Groups = append(c.Groups, uint32(n))
+				}
+			}
+		case "CapEff":
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return c, fmt.Errorf("status: bad CapEff line %q", line)
+			}
+			c.CapEff = n
+			seen++
+		}
+	}
+	if seen < 3 {
+		return c, errors.New("status: no Uid, Gid or CapEff line")
+	}
+	return c, nil
+}
+
+// may reports whether c passes the permission check for want (a mode
+// bit triplet: 4 read, 2 write, 1 search/execute) on an object with mode,
+// uid and gid. ACLs and LSMs are not consulted: they can only refuse more.
+func (c Cred) may(mode os.FileMode, uid, gid uint32, want uint32, dir bool) bool {
+	if Has(c.CapEff, CapDacOverride) {
+		return true
+	}
+	if dir && want&^5 == 0 && Has(c.CapEff, CapDacReadSearch) {
+		return true
+	}
+	perm := uint32(mode.Perm())
+	var bits uint32
+	switch {
+	case c.FSUID == uid:
+		bits = perm >> 6
+	case c.FSGID == gid || containsU32(c.Groups, gid):
+		bits = perm >> 3
+	default:
+		bits = perm
+	}
+	return bits&want == want
+}
+
+func containsU32(l []uint32, v uint32) bool {
+	for _, x := range l {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// MayConnect reports whether a process with credentials c, whose root is
+// root, may connect to the socket at path: search permission on every
+// directory from the root down (symlinks resolved inside root), write
+// permission on the socket file. Whether the server then accepts the
+// peer is the server's business.
+func MayConnect(root, path string, c Cred) (bool, error) {
+	rel, err := ResolveInRoot(root, path)
+	if err != nil {
+		return false, err
+	}
+	parts := splitPath(rel)
+	dir := ""
+	for _, name := range append([]string{""}, parts[:len(parts)-1]...) {
+		if name != "" {
+			dir += "/" + name
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(root+dir+"/", &st); err != nil {
+			return false, err
+		}
+		if !c.may(os.FileMode(st.Mode), st.Uid, st.Gid, 1, true) {
+			return false, nil
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(root+rel, &st); err != nil {
+		return false, err
+	}
+	return c.may(os.FileMode(st.Mode), st.Uid, st.Gid, 2, false), nil
 }

@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +149,121 @@ func TestInRoot(t *testing.T) {
 	}
 	if _, err := ResolveInRoot(root, "/etc/loop1"); err == nil || !strings.Contains(err.Error(), "too many levels") {
 		t.Errorf("loop: %v", err)
+	}
+}
+
+func TestParseNetUnix(t *testing.T) {
+	// From systemd 252 in the e2e container.
+	text := `Num       RefCount Protocol Flags    Type St Inode Path
+00000000b127858f: 00000003 00000000 00000000 0001 03 785866 /run/systemd/journal/stdout
+000000002a4a3d27: 00000003 00000000 00000000 0002 03 786285
+0000000075de54b1: 00000003 00000000 00000000 0002 03 784814 /run/systemd/notify
+0000000096d9f565: 00000002 00000000 00010000 0001 01 784817 /run/systemd/private
+000000009d9ac870: 00000002 00000000 00000000 0002 01 784827 /run/systemd/journal/dev-log
+00000000767c1c4a: 00000002 00000000 00010000 0001 01 785795 /run/dbus/system_bus_socket
+00000000767c1c4b: 00000002 00000000 00010000 0005 01 785796 /run/seq packet.sock
+00000000767c1c4c: 00000002 00000000 00010000 0001 01 785797 @abstract
+`
+	got, err := ParseNetUnix(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []UnixSocket{
+		{Path: "/run/systemd/notify", Inode: 784814, Type: "dgram"},
+		{Path: "/run/systemd/private", Inode: 784817, Type: "stream"},
+		{Path: "/run/systemd/journal/dev-log", Inode: 784827, Type: "dgram"},
+		{Path: "/run/dbus/system_bus_socket", Inode: 785795, Type: "stream"},
+		{Path: "/run/seq packet.sock", Inode: 785796, Type: "seqpacket"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestCapNames(t *testing.T) {
+	if CapName(CapNetAdmin) != "CAP_NET_ADMIN" || CapName(CapSysAdmin) != "CAP_SYS_ADMIN" || CapName(40) != "CAP_CHECKPOINT_RESTORE" || CapName(41) != "capability 41" {
+		t.Error(CapName(12), CapName(21), CapName(40), CapName(41))
+	}
+	if d := cmp.Diff([]int{0, 12, 21}, Caps(1|1<<12|1<<21)); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestParseNetTCP(t *testing.T) {
+	v4 := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4711 1 0000000000000000 100 0 0 10 0
+   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4712 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4713 1 0000000000000000 20 4 30 10 -1
+`
+	v6 := `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4714 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4715 1 0000000000000000 100 0 0 10 0
+`
+	var got []string
+	for _, text := range []string{v4, v6} {
+		ls, err := ParseNetTCP(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			got = append(got, fmt.Sprintf("%s %d", l.Addr, l.Inode))
+		}
+	}
+	want := []string{"127.0.0.1:8080 4711", "0.0.0.0:22 4712", "[::1]:8080 4714", "[::]:80 4715"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestMayConnect(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it chowns files to other users")
+	}
+	root := t.TempDir()
+	mk := func(p string, mode os.FileMode, uid, gid int, dir bool) {
+		full := filepath.Join(root, p)
+		if dir {
+			os.MkdirAll(full, mode)
+		} else {
+			os.WriteFile(full, nil, mode)
+		}
+		os.Chmod(full, mode)
+		os.Chown(full, uid, gid)
+	}
+	os.Chmod(root, 0o755)
+	mk("run", 0o755, 0, 0, true)
+	mk("run/private", 0o700, 0, 0, true)
+	mk("run/private/ctl.sock", 0o777, 0, 0, false)
+	mk("run/open.sock", 0o666, 0, 0, false)
+	mk("run/owned.sock", 0o600, 0, 0, false)
+	mk("run/grp", 0o750, 0, 105, true)
+	mk("run/grp/pg.sock", 0o770, 0, 105, false)
+	os.Symlink("/run", filepath.Join(root, "var-run"))
+	user := Cred{FSUID: 61234, FSGID: 61234}
+	rootNoCaps := Cred{}
+	rootBaseline := Cred{CapEff: 1 << CapDacOverride}
+	member := Cred{FSUID: 61234, FSGID: 61234, Groups: []uint32{105}}
+	for _, tc := range []struct {
+		path string
+		c    Cred
+		want bool
+	}{
+		{"/run/private/ctl.sock", user, false},      // 0700 directory
+		{"/run/private/ctl.sock", rootNoCaps, true}, // owner
+		{"/run/open.sock", user, true},              // world-writable
+		{"/var-run/open.sock", user, true},          // symlink resolved in root
+		{"/run/owned.sock", user, false},            // 0600 root's
+		{"/run/owned.sock", rootBaseline, true},     // CAP_DAC_OVERRIDE
+		{"/run/grp/pg.sock", user, false},           // not in the group
+		{"/run/grp/pg.sock", member, true},          // supplementary group
+	} {
+		got, err := MayConnect(root, tc.path, tc.c)
+		if err != nil || got != tc.want {
+			t.Errorf("%s as %+v: %v %v, want %v", tc.path, tc.c, got, err, tc.want)
+		}
+	}
+	c, err := ParseCred("Uid:\t0\t0\t0\t61234\nGid:\t1\t1\t1\t61234\nGroups:\t105 106\nCapEff:\t0000000000000002\n")
+	if err != nil || c.FSUID != 61234 || c.FSGID != 61234 || len(c.Groups) != 2 || c.CapEff != 2 {
+		t.Errorf("ParseCred: %+v %v", c, err)
 	}
 }

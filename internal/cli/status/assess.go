@@ -30,6 +30,12 @@ func (a *assessor) problem(state, format string, args ...any) {
 	}
 }
 
+// advice is a problem that leaves the state as it is: the namespace
+// works, but not as its file says.
+func (a *assessor) advice(format string, args ...any) {
+	a.n.Problems = append(a.n.Problems, fmt.Sprintf(format, args...))
+}
+
 func (a *assessor) note(format string, args ...any) {
 	a.n.Notes = append(a.n.Notes, fmt.Sprintf(format, args...))
 }
@@ -105,6 +111,12 @@ func Assess(n *Namespace, k Known, now time.Time) {
 			a.state = StateUp
 		}
 	}
+	// The round-2 sections (each in its own file).
+	a.supervisor(now)
+	a.tripwire()
+	a.publish()
+	a.portfwd()
+	a.pending()
 	if a.state == "" {
 		a.state = StateUp
 	}
@@ -168,8 +180,9 @@ func (a *assessor) dnsAndLinks() {
 		switch {
 		case n.DNS.Generated == nil:
 			a.problem(StateDegraded, "the generated %s is missing: confined services cannot start (restart %s)", n.DNS.ResolvConf, units.Instance(units.NsTemplate, n.Name))
-		case !n.DNS.Current:
-			a.problem(StateDegraded, "the generated resolv.conf (nameserver %s) is not what the current plan generates (nameserver %s): restart %s", strings.Join(n.DNS.Generated, ", "), strings.Join(n.DNS.Servers, ", "), units.Instance(units.NsTemplate, n.Name))
+		case !n.DNS.Current && (n.Pending == nil || !n.Pending.Pending):
+			// (With a pending plan, the pending-plan problem says what to do.)
+			a.problem(StateDegraded, "the generated resolv.conf (nameserver %s) is not what the current plan generates (nameserver %s): systemctl reload %s", strings.Join(n.DNS.Generated, ", "), strings.Join(n.DNS.Servers, ", "), units.Instance(units.NsTemplate, n.Name))
 		}
 	}
 	if p := n.Pinning; p != nil && p.Firewall == nil && n.Tunnel.Present {

@@ -38,7 +38,7 @@ type Collector struct {
 	Now    time.Time
 }
 
-var unitProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID"}
+var unitProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "FreezerState"}
 
 // Collect builds the report for every namespace, or only one.
 func (c Collector) Collect(only string) (*Report, error) {
@@ -59,7 +59,17 @@ func (c Collector) Collect(only string) (*Report, error) {
 		}
 		plans = sel
 	}
-	rep := &Report{Systemd: "running", Namespaces: []Namespace{}, NotCompiled: []NotCompiled{}}
+	rep := &Report{Systemd: "running", Namespaces: []Namespace{}, NotCompiled: []NotCompiled{}, Orphans: []Orphan{}}
+
+	// The generator's view of the config dir (files without a plan,
+	// orphans), and the namespaces that may run without a plan.
+	var gen *generator.Output
+	var genErr error
+	var candidates []string
+	if only == "" {
+		gen, genErr = generator.Generate(generator.Options{ConfigDir: c.Paths.ConfigDir, UnitPath: c.Paths.UnitPath, StateDir: c.Paths.StateDir})
+		candidates = c.orphanCandidates(plans, gen)
+	}
 
 	// One systemctl call for every unit of every namespace.
 	var all []string
@@ -67,8 +77,10 @@ func (c Collector) Collect(only string) (*Report, error) {
 		if pf.Plan != nil {
 			all = append(all, chainUnits(pf.Plan)...)
 			all = append(all, confinedUnits(pf.Plan)...)
+			all = append(all, sectionUnits(pf.Plan)...)
 		}
 	}
+	all = append(all, orphanUnits(candidates, c.Paths.StateDir)...)
 	props := map[string]systemd.Props{}
 	if res, err := c.Systemd.Show(all, unitProps...); err != nil {
 		rep.Systemd = err.Error()
@@ -90,12 +102,25 @@ func (c Collector) Collect(only string) (*Report, error) {
 			defer host.Close()
 		}
 	}
+	kernelOK := map[string]bool{}
 	for _, pf := range plans {
-		n := c.namespace(pf, props, host, known)
+		n, ok := c.namespace(pf, props, host)
 		rep.Namespaces = append(rep.Namespaces, n)
+		kernelOK[n.Name] = ok
+	}
+	if c.Kernel && host != nil {
+		rep.Tripwire = c.collectTripwire(rep, host)
+	}
+	for i := range rep.Namespaces {
+		n := &rep.Namespaces[i]
+		if n.State == StateUnknown && n.Config == "" {
+			continue // the plan could not be used: nothing to assess
+		}
+		Assess(n, Known{Systemd: known.Systemd, Kernel: c.Kernel && kernelOK[n.Name]}, c.Now)
 	}
 	if only == "" {
-		rep.NotCompiled = c.notCompiled(plans)
+		rep.NotCompiled = c.notCompiled(plans, gen, genErr)
+		rep.Orphans = c.collectOrphans(gen, candidates, props, known)
 	}
 	return rep, nil
 }
@@ -119,21 +144,29 @@ func confinedUnits(p *plan.Namespace) []string {
 	return out
 }
 
-func unitOf(name string, p systemd.Props) Unit {
-	return Unit{Name: name, LoadState: p["LoadState"], ActiveState: p["ActiveState"], SubState: p["SubState"], MainPID: p.Int("MainPID")}
+// sectionUnits are the units the round-2 sections show (read in the same
+// systemctl call as the others).
+func sectionUnits(p *plan.Namespace) []string {
+	return append(publishUnits(p), portfwdUnits(p)...)
 }
 
-func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, host *netns.NetNS, known Known) Namespace {
+func unitOf(name string, p systemd.Props) Unit {
+	return Unit{Name: name, LoadState: p["LoadState"], ActiveState: p["ActiveState"], SubState: p["SubState"], MainPID: p.Int("MainPID"),
+		ControlGroup: p["ControlGroup"], FreezerState: p["FreezerState"]}
+}
+
+// namespace collects the facts of one namespace; it reports whether its
+// kernel state could be read.
+func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, host *netns.NetNS) (Namespace, bool) {
 	n := Namespace{Name: pf.Name, Plan: pf.Path, Problems: []string{}, Notes: []string{}, Errors: []string{},
 		Units: []Unit{}, Confined: []Unit{}, Interfaces: []kstate.Link{}, Routes: []kstate.Route{}}
 	p := pf.Plan
 	if p == nil {
 		n.State = StateUnknown
 		n.Problems = append(n.Problems, fmt.Sprintf("the plan cannot be used: %v", pf.Err))
-		return n
+		return n, false
 	}
 	n.Config = p.Source
-	c.staleness(&n, pf)
 	for _, u := range chainUnits(p) {
 		n.Units = append(n.Units, unitOf(u, props[u]))
 	}
@@ -188,16 +221,22 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 		}
 		n.Pinning = &Pinning{Namespace: sock, Table: pn.Table, Mark: pn.FwMark}
 	}
+	c.sections(&n, pf, props)
 	if !c.Kernel {
 		if n.Netns.Present {
 			n.Errors = append(n.Errors, "kernel state (interfaces, tunnel, firewall): "+kstate.ErrPermission.Error())
 		}
-		Assess(&n, known, c.Now)
-		return n
+		return n, false
 	}
-	kernelOK := c.kernel(&n, p, host)
-	Assess(&n, Known{Systemd: known.Systemd, Kernel: kernelOK}, c.Now)
-	return n
+	return n, c.kernel(&n, p, host)
+}
+
+// sections collects the round-2 sections of n, each in its own file.
+func (c Collector) sections(n *Namespace, pf paths.PlanFile, props map[string]systemd.Props) {
+	c.collectSupervisor(n)
+	c.collectPending(n, pf)
+	n.Publish, n.ToHost = collectPublish(pf.Plan, props), collectToHost(pf.Plan)
+	n.PortForwarding = collectPortForwarding(pf.Plan, props)
 }
 
 // kernel reads links, routes, the tunnel and the firewalls; it reports
@@ -334,35 +373,13 @@ func nameservers(s string) []string {
 	return out
 }
 
-// staleness reports a plan older than its configuration: what runs is not
-// what the file says until the next daemon-reload.
-func (c Collector) staleness(n *Namespace, pf paths.PlanFile) {
-	pfi, err := os.Stat(pf.Path)
-	if err != nil {
-		return
-	}
-	for _, src := range []string{pf.Plan.Source, pf.Plan.WireGuard.PrivateKey.WgQuickFile} {
-		if src == "" {
-			continue
-		}
-		fi, err := os.Stat(src)
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && src == pf.Plan.Source:
-			n.Problems = append(n.Problems, fmt.Sprintf("%s was removed, but the namespace is still compiled: run systemctl daemon-reload", src))
-		case err == nil && fi.ModTime().After(pfi.ModTime()):
-			n.Problems = append(n.Problems, fmt.Sprintf("%s changed after the last daemon-reload: what runs is the older plan; run vpn-confinement validate, then systemctl daemon-reload", src))
-		}
-	}
-}
-
 // notCompiled lists namespace files that have no plan, with the reason.
-func (c Collector) notCompiled(plans []paths.PlanFile) []NotCompiled {
+func (c Collector) notCompiled(plans []paths.PlanFile, res *generator.Output, err error) []NotCompiled {
 	out := []NotCompiled{}
 	have := map[string]bool{}
 	for _, pf := range plans {
 		have[pf.Name] = true
 	}
-	res, err := generator.Generate(generator.Options{ConfigDir: c.Paths.ConfigDir, UnitPath: c.Paths.UnitPath, StateDir: c.Paths.StateDir})
 	if err != nil {
 		return append(out, NotCompiled{File: c.Paths.ConfigDir, Reason: err.Error()})
 	}

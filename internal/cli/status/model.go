@@ -34,6 +34,11 @@ type Report struct {
 	Namespaces []Namespace `json:"namespaces"`
 	// NotCompiled lists namespace files without a plan.
 	NotCompiled []NotCompiled `json:"notCompiled"`
+	// Tripwire is the host-side tripwire (tripwire.go); nil when it was
+	// not read (not root).
+	Tripwire *HostTripwire `json:"tripwire"`
+	// Orphans are namespaces that run, or ran, without a file (orphans.go).
+	Orphans []Orphan `json:"orphans"`
 }
 
 // NotCompiled is a configuration file the running system does not use.
@@ -66,6 +71,15 @@ type Namespace struct {
 	Pinning    *Pinning         `json:"pinning,omitempty"`
 	DNS        DNS              `json:"dns"`
 	HostLink   *HostLink        `json:"hostLink,omitempty"`
+
+	// Round-2 sections, one file each: what it is, how it is read, how it
+	// is assessed and shown.
+	Supervisor     *Supervisor        `json:"supervisor"`               // tunnel.go: vpn-wg@'s state file
+	Pending        *PendingPlan       `json:"pendingPlan"`              // pending.go: compiled vs applied plan
+	Tripwire       *NamespaceTripwire `json:"tripwire"`                 // tripwire.go: host-side drop counter
+	Publish        []Published        `json:"publish"`                  // publish.go: published ports
+	ToHost         *ToHost            `json:"toHost,omitempty"`         // publish.go: egress.toHost exceptions
+	PortForwarding *PortForwarding    `json:"portForwarding,omitempty"` // portfwd.go: the provider lease
 }
 
 // Unit is a unit's state; for confined units with a main process, whether
@@ -76,6 +90,10 @@ type Unit struct {
 	ActiveState string `json:"activeState"`
 	SubState    string `json:"subState"`
 	MainPID     int    `json:"mainPID"`
+	// ControlGroup is the unit's cgroup path ("" when it has none);
+	// FreezerState is "running" or "frozen" (onTunnelLoss: freeze).
+	ControlGroup string `json:"controlGroup,omitempty"`
+	FreezerState string `json:"freezerState,omitempty"`
 	// InNamespace is set for confined units with a main PID.
 	InNamespace  *bool  `json:"inNamespace,omitempty"`
 	ProcessNetns string `json:"processNetns,omitempty"`

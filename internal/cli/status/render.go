@@ -18,13 +18,33 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// Problems counts the problems of all namespaces.
+// Problems counts the problems of all namespaces and orphans.
 func (r *Report) Problems() int {
 	n := 0
 	for _, ns := range r.Namespaces {
 		n += len(ns.Problems)
 	}
+	for _, o := range r.Orphans {
+		if o.Problem != "" {
+			n++
+		}
+	}
 	return n
+}
+
+// printer writes the labelled rows of a namespace block.
+type printer struct{ w io.Writer }
+
+// row is a labelled row; more continues it.
+func (p printer) row(label, format string, args ...any) {
+	fmt.Fprintf(p.w, "    %-10s %s\n", label, fmt.Sprintf(format, args...))
+}
+
+func (p printer) more(format string, args ...any) { p.row("", format, args...) }
+
+// line is an unlabelled line (problems, notes).
+func (p printer) line(format string, args ...any) {
+	fmt.Fprintf(p.w, "    %s\n", fmt.Sprintf(format, args...))
 }
 
 // WriteText writes the human form: one block per namespace, problems last
@@ -49,16 +69,23 @@ func (r *Report) WriteText(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "  %s: %s\n", c.File, c.Reason)
 		}
 	}
+	if len(r.Orphans) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "without a file:")
+		for _, o := range r.Orphans {
+			o.writeText(printer{w})
+		}
+	}
+	if r.Tripwire != nil {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "host tripwire: %s\n", r.Tripwire.text())
+	}
 }
 
 func (n *Namespace) writeText(w io.Writer, now time.Time) {
 	fmt.Fprintf(w, "%s %s: %s\n", marker(n.State), n.Name, strings.ToUpper(n.State))
-	row := func(label, format string, args ...any) {
-		fmt.Fprintf(w, "    %-10s %s\n", label, fmt.Sprintf(format, args...))
-	}
-	more := func(format string, args ...any) {
-		fmt.Fprintf(w, "    %-10s %s\n", "", fmt.Sprintf(format, args...))
-	}
+	p := printer{w}
+	row, more := p.row, p.more
 	row("config", "%s", n.Config)
 	var us []string
 	for _, u := range n.Units {
@@ -109,6 +136,8 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 			more("  allowed %s", joinPrefixes(p.AllowedIPs))
 		}
 	}
+	n.writeSupervisor(p, now)
+	n.writePending(p)
 	if fw := n.Firewall; fw != nil {
 		row("firewall", "%s", firewallText(fw))
 	} else if n.Netns.Present {
@@ -182,6 +211,9 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 			more("published tcp %s: connect from the host to %s", strings.Join(ps, ", "), h.NsAddr)
 		}
 	}
+	n.writePublish(p)
+	n.writePortForwarding(p)
+	n.writeTripwire(p)
 	for i, u := range n.Confined {
 		label := ""
 		if i == 0 {
@@ -228,6 +260,9 @@ func unitText(u Unit) string {
 	s := fmt.Sprintf("%s %s (%s", u.Name, u.ActiveState, u.SubState)
 	if u.MainPID > 0 {
 		s += fmt.Sprintf(", PID %d", u.MainPID)
+	}
+	if u.FreezerState != "" && u.FreezerState != "running" {
+		s += ", " + u.FreezerState
 	}
 	return s + ")"
 }

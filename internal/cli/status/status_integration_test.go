@@ -24,6 +24,8 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/testnet"
+	"github.com/vpn-confinement/vpn-confinement/internal/testutil"
+	"github.com/vpn-confinement/vpn-confinement/internal/tunnel"
 	"github.com/vpn-confinement/vpn-confinement/internal/wireguard"
 )
 
@@ -210,5 +212,80 @@ func TestLiveNamespace(t *testing.T) {
 	}
 	if _, err := c.Collect("nope"); err == nil {
 		t.Error("unknown namespace accepted")
+	}
+}
+
+// TestLiveSections: the round-2 sections read from the files the helpers
+// write (applied plan, tunnel state) and a namespace left without a plan.
+func TestLiveSections(t *testing.T) {
+	testutil.RequireSandbox(t)
+	rt := t.TempDir()
+	gen := t.TempDir()
+	// The sandbox's /run/netns: a real pinned namespace for "media".
+	if out, err := exec.Command("ip", "netns", "add", "media").CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", "media").Run(); os.Remove("/run/netns/gone") })
+	p := paths.Paths{ConfigDir: t.TempDir(), GeneratorDir: gen, NetnsDir: "/run/netns", RuntimeDir: rt,
+		StateDir: t.TempDir(), Proc: "/proc", Sys: "/sys", Root: "/", UnitPath: []string{}}
+	n := &plan.Namespace{Version: plan.Version, Name: "media", Source: filepath.Join(p.ConfigDir, "media.yaml"),
+		DNS:       plan.DNS{Mode: plan.DNSCompat},
+		WireGuard: plan.WireGuard{Interface: "wg0", Backend: "auto", PrivateKey: plan.KeySource{File: "/k"}},
+		Services:  []plan.Unit{{Name: "app.service"}}}
+	os.WriteFile(n.Source, []byte("#\n"), 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(n.Source, old, old)
+	os.MkdirAll(p.PlanDir(), 0o755)
+	b, _ := n.Marshal()
+	os.WriteFile(p.Plan("media"), b, 0o644)
+	priv := filepath.Join(rt, "_private", "media")
+	os.MkdirAll(priv, 0o700)
+	os.WriteFile(filepath.Join(priv, "applied.json"), b, 0o600)
+	st := &tunnel.State{Namespace: "media", PID: os.Getpid(), State: tunnel.StateBlocked, Since: time.Now().Add(-time.Minute),
+		Reason: "peer 0: unreachable at 198.51.100.7:51820", OnTunnelLoss: "block", Updated: time.Now()}
+	if err := st.Write(filepath.Join(priv, "tunnel.json"), ""); err != nil {
+		t.Fatal(err)
+	}
+	// A namespace that still runs (its unit active, its pin there) with
+	// no plan: its file was removed.
+	os.WriteFile(filepath.Join(p.NetnsDir, "gone"), nil, 0o644)
+	os.WriteFile(filepath.Join(p.StateDir, "gone.units"), []byte("old.service\n"), 0o644)
+	mgr := fakeManager{
+		"vpn-ns@media.service": {"LoadState": "loaded", "ActiveState": "active", "SubState": "exited", "MainPID": "0"},
+		"vpn-wg@media.service": {"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "MainPID": strconv.Itoa(os.Getpid())},
+		"vpn-ns@gone.service":  {"LoadState": "loaded", "ActiveState": "active", "SubState": "exited", "MainPID": "0"},
+		"old.service":          {"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "MainPID": "1"},
+	}
+	c := Collector{Paths: p, Systemd: mgr, Now: time.Now()}
+	rep, err := c.Collect("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Namespaces[0]
+	if sv := s.Supervisor; sv == nil || !sv.Present || !sv.Current || sv.State != tunnel.StateBlocked {
+		t.Errorf("supervisor: %+v", s.Supervisor)
+	}
+	if pp := s.Pending; pp == nil || pp.Pending || pp.AppliedHash != pp.PlanHash || pp.AppliedHash == "" {
+		t.Errorf("pending: %+v", s.Pending)
+	}
+	if !strings.Contains(strings.Join(s.Problems, "\n"), "tunnel blocked since") {
+		t.Errorf("problems %q", s.Problems)
+	}
+	if len(rep.Orphans) != 1 || !strings.Contains(rep.Orphans[0].Problem, "namespace gone is running without a file: old.service run unconfined") {
+		t.Errorf("orphans: %+v", rep.Orphans)
+	}
+
+	// A daemon-reload compiled a new plan: pending until reload.
+	n.DNS.Servers = []netip.Addr{netip.MustParseAddr("10.64.0.1")}
+	b, _ = n.Marshal()
+	os.WriteFile(p.Plan("media"), b, 0o644)
+	os.Chtimes(n.Source, old, old)
+	rep, _ = c.Collect("media")
+	s = rep.Namespaces[0]
+	if pp := s.Pending; pp == nil || !pp.Pending || pp.Command != "systemctl reload vpn-ns@media.service" {
+		t.Errorf("pending after a new plan: %+v", s.Pending)
+	}
+	if !strings.Contains(strings.Join(s.Problems, "\n"), "pending plan: the namespace runs an older plan than the generator's; apply it: systemctl reload vpn-ns@media.service") {
+		t.Errorf("problems %q", s.Problems)
 	}
 }

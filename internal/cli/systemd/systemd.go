@@ -90,7 +90,8 @@ func (s Systemctl) Show(units []string, props ...string) ([]Props, error) {
 }
 
 // ParseShow parses systemctl show output: KEY=VALUE lines, one block per
-// unit, blocks separated by an empty line.
+// unit, blocks separated by an empty line. A key printed several times
+// (one line per command of ExecStartPre=) gets its values joined by "\n".
 func ParseShow(out []byte) []Props {
 	var res []Props
 	cur := Props{}
@@ -109,7 +110,14 @@ func ParseShow(out []byte) []Props {
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
-		if ok {
+		if !ok {
+			continue
+		}
+		if prev, dup := cur[k]; dup {
+			// A list property printed once per entry (ExecStartPre=,
+			// ExecStartPreEx=): keep every entry, one per line.
+			cur[k] = prev + "\n" + v
+		} else {
 			cur[k] = v
 		}
 	}

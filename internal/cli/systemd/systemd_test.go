@@ -22,6 +22,11 @@ func TestParseShow(t *testing.T) {
 	if got[1].Int("MainPID") != 4242 || got[0].Int("Nope") != 0 {
 		t.Error("Int")
 	}
+	// One line per command (systemd 252).
+	two := ParseShow([]byte("ExecStartPreEx={ path=/a ; argv[]=/a ; flags=privileged }\nExecStartPreEx={ path=/b ; argv[]=/b ; flags= }\n"))
+	if len(two) != 1 || two[0]["ExecStartPreEx"] != "{ path=/a ; argv[]=/a ; flags=privileged }\n{ path=/b ; argv[]=/b ; flags= }" {
+		t.Errorf("repeated key: %q", two)
+	}
 }
 
 func TestParseVersion(t *testing.T) {

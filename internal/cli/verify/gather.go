@@ -4,10 +4,10 @@ package verify
 
 import (
 	"fmt"
-	"github.com/vpn-confinement/vpn-confinement/internal/units"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
@@ -16,6 +16,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
 // Gather collects the facts about unit on the running system. Its error
@@ -27,23 +28,38 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	if err != nil {
 		return f, err
 	}
-	n, ok := paths.FindUnit(plans, unit)
-	if !ok {
+	n, svc, kind := findUnit(plans, unit)
+	if n == nil {
 		f.BlockedBy = blockedBy(p, unit)
 		return f, nil
 	}
-	f.Plan = n
+	f.Plan, f.Service, f.Kind = n, svc, kind
 	props, err := m.Show([]string{unit}, ShowProps...)
 	if err != nil {
 		return f, err
 	}
 	f.Props = props[0]
+	f.ReferenceFile, f.Reference, f.Later = unitFiles(p, f)
 	main := f.Props.Int("MainPID")
-	if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
-		f.PIDs = mainFirst(main, pids)
-	} else if main > 0 {
-		f.PIDs = []int{main}
-		f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+	// A process systemd has forked but not yet exec'd still has its
+	// privileges (it applies the sandbox just before exec) and is named
+	// "(NAME)": right after systemctl start of a Type=simple unit verify
+	// would see it. Wait for the exec, a short bounded while.
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		f.PIDs, f.PIDsNote = nil, ""
+		if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
+			f.PIDs = mainFirst(main, pids)
+		} else if main > 0 {
+			f.PIDs = []int{main}
+			f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+		}
+		if !spawning(p, f.PIDs) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if kind == KindService || kind == KindProxy {
+		f.Sockets, f.SocketsErr = procfs.HostUnixSockets(p.Proc)
+		f.Own = procfs.SocketInodes(p.Proc, f.PIDs)
 	}
 	ns, err := netns.Open(p.Netns(n.Name))
 	if err != nil {
@@ -54,6 +70,44 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	f.Firewall, f.FirewallErr = kstate.ReadFirewall(ns, FirewallTable)
 	f.Links, f.LinksErr = kstate.Links(ns)
 	return f, nil
+}
+
+// unitFiles reads the generated file that confines the unit and the
+// drop-ins systemd applies after it (below p.Root: DropInPaths are host
+// paths).
+func unitFiles(p paths.Paths, f Facts) (string, []unitfile.Setting, []unitfile.Setting) {
+	ref := ourDropIn(p, f)
+	if f.Kind == KindProxy {
+		ref = filepath.Join(p.GeneratorDir, f.Unit)
+	}
+	var refSettings []unitfile.Setting
+	if b, err := os.ReadFile(ref); err == nil {
+		refSettings = unitfile.Parse(ref, b)
+	}
+	var later []unitfile.Setting
+	for _, d := range strings.Fields(f.Props["DropInPaths"]) {
+		// Drop-ins apply in file-name order, whatever their directory.
+		if d == ref || filepath.Base(d) <= config.DropInName && f.Kind != KindProxy && f.Kind != KindPortFwd {
+			continue
+		}
+		b, err := os.ReadFile(p.Host(d))
+		if err != nil {
+			continue
+		}
+		later = append(later, unitfile.Parse(d, b)...)
+	}
+	return ref, refSettings, later
+}
+
+// spawning reports whether a process of pids is still being set up by
+// systemd (its command name is "(NAME)" until it execs).
+func spawning(p paths.Paths, pids []int) bool {
+	for _, pid := range pids {
+		if s, err := procfs.ReadStatus(p.Proc, pid); err == nil && strings.HasPrefix(s.Name, "(") && strings.HasSuffix(s.Name, ")") {
+			return true
+		}
+	}
+	return false
 }
 
 func mainFirst(main int, pids []int) []int {

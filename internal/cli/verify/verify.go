@@ -27,8 +27,10 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/firewall"
+	"github.com/vpn-confinement/vpn-confinement/internal/hardening"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/resolvconf"
+	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
@@ -38,8 +40,23 @@ const FirewallTable = firewall.TableName
 // Facts is everything the checks look at besides files.
 type Facts struct {
 	Unit string
-	// Plan is the compiled namespace that lists Unit (nil: none does).
-	Plan *plan.Namespace
+	// Plan is the compiled namespace that runs Unit (nil: none does);
+	// Kind says how (KindService...), Service is its plan entry (listed
+	// services and sockets).
+	Plan    *plan.Namespace
+	Kind    string
+	Service *plan.Unit
+	// ReferenceFile is the generated file that confines the unit (its
+	// drop-in, or the proxy's unit file) and Reference its settings;
+	// Later are the settings of the drop-ins systemd applies after it.
+	ReferenceFile string
+	Reference     []unitfile.Setting
+	Later         []unitfile.Setting
+	// Sockets are the host's reachable AF_UNIX path sockets (every
+	// network namespace); Own the socket inodes the unit's processes hold.
+	Sockets    []procfs.UnixSocket
+	SocketsErr error
+	Own        map[uint64]bool
 	// BlockedBy is the invalid namespace file that blocks Unit (no plan).
 	BlockedBy string
 	// Props are the unit's properties from systemd (see ShowProps).
@@ -56,11 +73,15 @@ type Facts struct {
 }
 
 // ShowProps are the unit properties Gather asks systemd for.
-var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths"}
+var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths",
+	"FragmentPath", "CapabilityBoundingSet", "AmbientCapabilities", "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths",
+	"ProtectSystem", "NoNewPrivileges", "User", "DynamicUser",
+	"ExecConditionEx", "ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx"}
 
 // Report is the JSON form of a verification.
 type Report struct {
 	Unit      string     `json:"unit"`
+	Kind      string     `json:"kind,omitempty"`
 	Namespace string     `json:"namespace"`
 	OK        bool       `json:"ok"`
 	Checks    check.List `json:"checks"`
@@ -68,7 +89,7 @@ type Report struct {
 
 // NewReport wraps checks for output.
 func NewReport(f Facts, l check.List) Report {
-	r := Report{Unit: f.Unit, OK: !l.Failed(), Checks: l}
+	r := Report{Unit: f.Unit, Kind: f.Kind, OK: !l.Failed(), Checks: l}
 	if f.Plan != nil {
 		r.Namespace = f.Plan.Name
 	}
@@ -88,18 +109,32 @@ func Checks(p paths.Paths, f Facts) check.List {
 		l.Add("plan", check.Fail, "%s is not listed by any compiled namespace plan in %s (see vpn-confinement status)", f.Unit, p.PlanDir())
 		return l
 	}
-	l.Add("plan", check.Pass, "listed by %s (namespace %s)", n.Source, n.Name)
+	switch f.Kind {
+	case KindProxy:
+		l.Add("plan", check.Pass, "the proxy of a published port of %s (namespace %s)", n.Source, n.Name)
+	case KindPortFwd:
+		l.Add("plan", check.Pass, "the port-forwarding helper of %s (namespace %s)", n.Source, n.Name)
+	default:
+		l.Add("plan", check.Pass, "listed by %s (namespace %s)", n.Source, n.Name)
+	}
 	pin := p.Netns(n.Name)
 	checkDropIn(&l, p, f, pin)
+	if f.Kind != KindSocket {
+		checkOverrides(&l, f)
+	}
 	checkFirewall(&l, f, pin)
 	checkLinks(&l, f, n)
-	if strings.HasSuffix(f.Unit, ".socket") {
+	if f.Kind == KindSocket || strings.HasSuffix(f.Unit, ".socket") {
 		l.Add("running", check.Skip, "a socket unit has no processes: systemd creates its sockets in %s; verify the service it activates", pin)
 		return l
 	}
 	state := f.Props["ActiveState"] + "/" + f.Props["SubState"]
 	if f.Props["ActiveState"] != "active" || len(f.PIDs) == 0 {
-		l.Add("running", check.Fail, "%s is not running (%s): nothing to attest; start it first", f.Unit, state)
+		hint := "start it first"
+		if f.Kind == KindProxy {
+			hint = "it starts on the first connection to the published port: connect once, then verify"
+		}
+		l.Add("running", check.Fail, "%s is not running (%s): nothing to attest; %s", f.Unit, state, hint)
 		return l
 	}
 	note := ""
@@ -109,11 +144,71 @@ func Checks(p paths.Paths, f Facts) check.List {
 	l.Add("running", check.Pass, "%s, %s, main PID %d%s", state, plural(len(f.PIDs), "process", "processes"), f.PIDs[0], note)
 	checkNamespace(&l, p, f, pin)
 	root := p.ProcRoot(f.PIDs[0], "")
-	checkDNS(&l, p, n, root)
-	checkHidden(&l, p, "resolver-ipc", resolverIPC(n), root, "reachable")
-	checkHidden(&l, p, "keys", secretPaths(n), root, "visible")
+	switch f.Kind {
+	case KindService:
+		checkDNS(&l, p, n, root)
+		checkHidden(&l, p, "resolver-ipc", resolverIPC(n), root, "reachable")
+		checkHidden(&l, p, "keys", secretPaths(n), root, "visible")
+		checkSystemdTmpfs(&l, p, root)
+		checkSystemBus(&l, p, n, f.Service, root)
+		checkControlPlanes(&l, p, f, f.Service, root)
+	case KindProxy:
+		l.Add("dns", check.Skip, "the proxy connects to 127.0.0.1 only and resolves nothing")
+		checkHidden(&l, p, "keys", secretPaths(n), root, "visible")
+		checkSystemdTmpfs(&l, p, root)
+		checkSystemBus(&l, p, n, nil, root)
+		checkControlPlanes(&l, p, f, nil, root)
+	case KindPortFwd:
+		l.Add("control-planes", check.Skip, "vpn-pf@ is a helper of this tool, trusted like vpn-wg@: it reads its credentials and starts the hook unit over D-Bus; what confines it is the namespace and a bounding set of CAP_NET_ADMIN")
+	}
 	checkCaps(&l, p, f)
 	return l
+}
+
+// checkSystemdTmpfs: /run/systemd is a private tmpfs for the unit, with
+// only the journal, sd_notify and userdb bound back; the service
+// manager's private socket and unit directories are not in it.
+func checkSystemdTmpfs(l *check.List, p paths.Paths, root string) {
+	host, herr := procfs.Stat(p.Host("/run/systemd"))
+	in, _, err := procfs.StatInRoot(root, "/run/systemd")
+	switch {
+	case herr != nil:
+		l.Add("systemd-tmpfs", check.Skip, "the host has no /run/systemd: %v", herr)
+		return
+	case err == nil && in == host:
+		l.Add("systemd-tmpfs", check.Fail, "the service sees the host's /run/systemd (TemporaryFileSystem=/run/systemd is not applied): the service manager's private socket is reachable")
+		return
+	}
+	var sub check.List
+	checkHidden(&sub, p, "systemd-tmpfs", []string{"/run/systemd/private", "/run/systemd/system", "/run/systemd/transient",
+		"/run/systemd/generator", "/run/systemd/units", "/run/systemd/io.system.ManagedOOM"}, root, "visible")
+	c := sub[0]
+	if c.Result == check.Pass {
+		var names []string
+		if dir, err := procfs.ResolveInRoot(root, "/run/systemd"); err == nil {
+			if es, err := os.ReadDir(filepath.Join(root, dir)); err == nil {
+				for _, e := range es {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		c.Detail = fmt.Sprintf("/run/systemd is a private tmpfs (holding only %s); %s", strings.Join(names, ", "), c.Detail)
+	}
+	*l = append(*l, c)
+}
+
+// checkSystemBus: the D-Bus system bus fronts systemd (StartUnit works for
+// root without any capability); it is hidden unless the service opts in.
+func checkSystemBus(l *check.List, p paths.Paths, n *plan.Namespace, svc *plan.Unit, root string) {
+	bus := []string{"/run/dbus/system_bus_socket"}
+	switch {
+	case svc != nil && svc.AllowSystemBus:
+		l.Add("system-bus", check.Skip, "allowSystemBus: the system bus is deliberately reachable")
+	case n.DNS.Mode == plan.DNSStrict && n.DNS.AllowHostResolverIPC:
+		l.Add("system-bus", check.Skip, "dns.allowHostResolverIPC: the system bus is deliberately reachable")
+	default:
+		checkHidden(l, p, "system-bus", bus, root, "reachable")
+	}
 }
 
 func checkDropIn(l *check.List, p paths.Paths, f Facts, pin string) {
@@ -121,26 +216,52 @@ func checkDropIn(l *check.List, p paths.Paths, f Facts, pin string) {
 		l.Add("drop-in", check.Fail, "systemd knows no unit %s", f.Unit)
 		return
 	}
-	dropins := strings.Fields(f.Props["DropInPaths"])
-	ours, after := false, []string{}
-	for _, d := range dropins {
-		if filepath.Base(d) == config.DropInName && filepath.Base(filepath.Dir(d)) == f.Unit+".d" {
-			ours = true
-			continue
-		}
-		if ours && filepath.Base(d) > config.DropInName {
-			after = append(after, d)
-		}
-	}
 	nnp := f.Props["NetworkNamespacePath"]
-	switch {
-	case !ours:
-		l.Add("drop-in", check.Fail, "systemd has not loaded %s.d/%s: run systemctl daemon-reload (and restart %s)", f.Unit, config.DropInName, f.Unit)
-	case nnp != pin:
-		l.Add("drop-in", check.Fail, "effective NetworkNamespacePath=%q, not %s: a later drop-in overrides it (%s)", nnp, pin, strings.Join(after, " "))
-	default:
-		l.Add("drop-in", check.Pass, "%s loaded, NetworkNamespacePath=%s", config.DropInName, pin)
+	switch f.Kind {
+	case KindProxy:
+		// A unit the generator writes (no drop-in of ours).
+		want := filepath.Join(p.GeneratorDir, f.Unit)
+		switch frag := f.Props["FragmentPath"]; {
+		case frag != want:
+			l.Add("unit-file", check.Fail, "systemd loaded %s from %q, not the generated %s (a unit of that name elsewhere overrides it)", f.Unit, frag, want)
+		case nnp != pin:
+			l.Add("unit-file", check.Fail, "effective NetworkNamespacePath=%q, not %s%s", nnp, pin, culprits(f, "NetworkNamespacePath"))
+		default:
+			l.Add("unit-file", check.Pass, "%s (generated), NetworkNamespacePath=%s", want, pin)
+		}
+		return
+	case KindPortFwd:
+		if nnp != pin {
+			l.Add("unit-file", check.Fail, "effective NetworkNamespacePath=%q, not %s%s", nnp, pin, culprits(f, "NetworkNamespacePath"))
+		} else {
+			l.Add("unit-file", check.Pass, "%s, NetworkNamespacePath=%s", f.Props["FragmentPath"], pin)
+		}
+		return
 	}
+	ours := ourDropIn(p, f)
+	loaded, masked := false, ""
+	for _, d := range strings.Fields(f.Props["DropInPaths"]) {
+		if d == ours {
+			loaded = true
+		} else if filepath.Base(d) == config.DropInName {
+			masked = d
+		}
+	}
+	switch {
+	case masked != "" && !loaded:
+		l.Add("drop-in", check.Fail, "%s has the same name as the generated drop-in and replaces it: systemd never reads %s; remove it", masked, ours)
+	case !loaded:
+		l.Add("drop-in", check.Fail, "systemd has not loaded %s: run systemctl daemon-reload (and restart %s)", ours, f.Unit)
+	case nnp != pin:
+		l.Add("drop-in", check.Fail, "effective NetworkNamespacePath=%q, not %s: a later drop-in overrides it%s", nnp, pin, culprits(f, "NetworkNamespacePath", "PrivateNetwork"))
+	default:
+		l.Add("drop-in", check.Pass, "%s loaded, NetworkNamespacePath=%s", ours, pin)
+	}
+}
+
+// ourDropIn is the generated drop-in of f's unit.
+func ourDropIn(p paths.Paths, f Facts) string {
+	return filepath.Join(p.GeneratorDir, f.Unit+".d", config.DropInName)
 }
 
 func checkFirewall(l *check.List, f Facts, pin string) {
@@ -373,8 +494,15 @@ func checkHidden(l *check.List, p paths.Paths, name string, list []string, root,
 	}
 }
 
+// checkCaps compares every capability set of every process with the
+// bounding set the plan compiled for the unit (none for a non-root
+// service or the proxy, the root set of its profile, CAP_NET_ADMIN for
+// vpn-pf@): any capability beyond it fails, a forbidden one with what it
+// would allow. A process running as root that was compiled as a non-root
+// service fails too.
 func checkCaps(l *check.List, p paths.Paths, f Facts) {
-	var capBad, nnpBad []string
+	allowed := allowedCaps(f)
+	var capBad, nnpBad, rootBad []string
 	var bnd uint64
 	seen := 0
 	for _, pid := range f.PIDs {
@@ -390,8 +518,14 @@ func checkCaps(l *check.List, p paths.Paths, f Facts) {
 			bnd = s.CapBnd
 		}
 		seen++
+		// Grouped by the sets they are in: "CAP_A, CAP_B (bounding, effective)".
 		var caps []string
-		for _, c := range []int{procfs.CapNetAdmin, procfs.CapSysAdmin} {
+		bySets := map[string][]string{}
+		for _, c := range procfs.Caps(s.CapBnd | s.CapEff | s.CapPrm | s.CapAmb) {
+			name := procfs.CapName(c)
+			if allowed[name] {
+				continue
+			}
 			var in []string
 			for _, set := range []struct {
 				name string
@@ -401,9 +535,14 @@ func checkCaps(l *check.List, p paths.Paths, f Facts) {
 					in = append(in, set.name)
 				}
 			}
-			if len(in) > 0 {
-				caps = append(caps, fmt.Sprintf("%s (%s)", procfs.CapName(c), strings.Join(in, ", ")))
+			key := strings.Join(in, ", ")
+			if _, ok := bySets[key]; !ok {
+				caps = append(caps, key)
 			}
+			bySets[key] = append(bySets[key], name)
+		}
+		for i, key := range caps {
+			caps[i] = strings.Join(bySets[key], ", ") + " (" + key + ")"
 		}
 		if len(caps) > 0 {
 			capBad = append(capBad, fmt.Sprintf("PID %d (%s): %s", pid, s.Name, strings.Join(caps, ", ")))
@@ -411,21 +550,69 @@ func checkCaps(l *check.List, p paths.Paths, f Facts) {
 		if !s.NoNewPrivs {
 			nnpBad = append(nnpBad, fmt.Sprintf("PID %d (%s)", pid, s.Name))
 		}
+		if s.UID == 0 && (f.Kind == KindProxy || f.Kind == KindService && f.Service != nil && !f.Service.Root) {
+			rootBad = append(rootBad, fmt.Sprintf("PID %d (%s)", pid, s.Name))
+		}
 	}
 	if seen == 0 && len(capBad) == 0 {
 		l.Add("capabilities", check.Fail, "the processes exited during the check")
 		return
 	}
-	if len(capBad) > 0 {
-		l.Add("capabilities", check.Fail, "can gain what undoes confinement: %s", strings.Join(capBad, "; "))
-	} else {
-		l.Add("capabilities", check.Pass, "no CAP_NET_ADMIN or CAP_SYS_ADMIN in any set (CapBnd=%016x)", bnd)
+	var forbidden []string
+	for _, c := range capBad {
+		for name := range hardening.Forbidden {
+			if (strings.Contains(c, " "+name+",") || strings.Contains(c, " "+name+" (")) && !contains(forbidden, name) {
+				forbidden = append(forbidden, name)
+			}
+		}
+	}
+	sort.Slice(forbidden, func(i, j int) bool {
+		if a, b := capRank(forbidden[i]), capRank(forbidden[j]); a != b {
+			return a < b
+		}
+		return forbidden[i] < forbidden[j]
+	})
+	switch {
+	case len(capBad) > 0:
+		why := ""
+		if len(forbidden) > 0 {
+			why = "; forbidden: " + forbiddenText(forbidden)
+		}
+		l.Add("capabilities", check.Fail, "beyond the compiled set (%s): %s%s", setText(allowed), strings.Join(capBad, "; "), why)
+	case len(rootBad) > 0:
+		l.Add("capabilities", check.Fail, "runs as root although compiled as a non-root service (User= or DynamicUser= changed after the generator ran?): %s", strings.Join(rootBad, ", "))
+	default:
+		l.Add("capabilities", check.Pass, "within the compiled set (%s) in every set of %s; no forbidden capability (CapBnd=%016x)", setText(allowed), plural(seen, "process", "all processes"), bnd)
 	}
 	if len(nnpBad) > 0 {
 		l.Add("no-new-privs", check.Fail, "not set for %s (a later drop-in sets NoNewPrivileges=no?)", strings.Join(nnpBad, ", "))
 	} else {
 		l.Add("no-new-privs", check.Pass, "set for %s", plural(seen, "process", "all processes"))
 	}
+}
+
+// capRank puts the capabilities that undo confinement most directly first.
+func capRank(c string) int {
+	for i, x := range []string{"CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SYS_MODULE"} {
+		if c == x {
+			return i
+		}
+	}
+	return 99
+}
+
+// forbiddenText names forbidden capabilities with what they allow (the
+// first three; a root process has them all).
+func forbiddenText(caps []string) string {
+	var out []string
+	for i, c := range caps {
+		if i == 3 {
+			out = append(out, fmt.Sprintf("and %d more", len(caps)-3))
+			break
+		}
+		out = append(out, c+" ("+hardening.Forbidden[c]+")")
+	}
+	return strings.Join(out, ", ")
 }
 
 func plural(n int, one, many string) string {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,17 +104,28 @@ func TestLiveAttestation(t *testing.T) {
 	b, _ := n.Marshal()
 	os.WriteFile(p.Plan(n.Name), b, 0o644)
 
+	// A root-owned control socket on the host (in the sandbox's /run),
+	// held by this test: the confined process must not reach it, the
+	// plain root process does.
+	ctl, err := net.Listen("unix", "/run/vpnc-verify-ctl.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+
 	rt := plan.RuntimePath(n.Name)
 	confined := start(t, fmt.Sprintf(`exec ip netns exec %s unshare --mount --propagation private sh -c '
 		mount --bind %s/resolv.conf /etc/resolv.conf &&
 		mount --bind %s/nsswitch.conf /etc/nsswitch.conf &&
 		mount -t tmpfs -o mode=000 none %s &&
-		exec setpriv --bounding-set -all --inh-caps -all --no-new-privs sleep 60'`, n.Name, rt, rt, tp.Dir))
+		mount -t tmpfs none /run &&
+		exec setpriv --reuid 65534 --regid 65534 --clear-groups --bounding-set -all --inh-caps -all --no-new-privs sleep 60'`, n.Name, rt, rt, tp.Dir))
 	rooty := start(t, fmt.Sprintf("exec ip netns exec %s sleep 60", n.Name))
 
 	props := func(pid int, unit string) systemd.Props {
 		return systemd.Props{"Id": unit, "LoadState": "loaded", "ActiveState": "active", "SubState": "running", "MainPID": strconv.Itoa(pid),
-			"NetworkNamespacePath": p.Netns(n.Name), "DropInPaths": "/run/systemd/generator/" + unit + ".d/50-vpn-confinement.conf"}
+			"NetworkNamespacePath": p.Netns(n.Name), "DropInPaths": filepath.Join(p.GeneratorDir, unit+".d", "50-vpn-confinement.conf"),
+			"DynamicUser": "yes", "NoNewPrivileges": "yes"}
 	}
 	mgr := fakeManager{"app.service": props(confined, "app.service"), "rooty.service": props(rooty, "rooty.service")}
 
@@ -138,7 +150,7 @@ func TestLiveAttestation(t *testing.T) {
 	l.WriteText(&out)
 	t.Logf("root process:\n%s", out.String())
 	r := results(l)
-	for _, name := range []string{"resolv.conf", "nsswitch.conf", "keys", "capabilities", "no-new-privs"} {
+	for _, name := range []string{"resolv.conf", "nsswitch.conf", "keys", "capabilities", "no-new-privs", "control-planes"} {
 		if r[name] != check.Fail {
 			t.Errorf("%s must FAIL for a plain root process:\n%s", name, out.String())
 		}
@@ -148,5 +160,8 @@ func TestLiveAttestation(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "visible to the service: "+filepath.Join(tp.Dir, "client.key")) {
 		t.Errorf("the key file must be reported:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf("root-owned sockets reachable from the service: /run/vpnc-verify-ctl.sock (verify.test PID %d)", os.Getpid())) {
+		t.Errorf("the control socket must be reported with its holder:\n%s", out.String())
 	}
 }

@@ -16,11 +16,13 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/resolvconf"
 	"github.com/vpn-confinement/vpn-confinement/internal/testutil"
+	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
 const (
 	genResolv = "nameserver 10.64.0.1\noptions edns0\n"
-	statusOK  = "Name:\tqbittorrent-nox\nUid:\t61234\t61234\t61234\t61234\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n"
+	statusOK  = "Name:\tqbittorrent-nox\nUid:\t61234\t61234\t61234\t61234\nGid:\t61234\t61234\t61234\t61234\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n"
 )
 
 // world is a fake host: its / (Root), /proc with a confined service's
@@ -86,18 +88,72 @@ func newWorld(t *testing.T) *world {
 		HostLink:  &plan.HostLink{NsIf: "vn-0123456789ab"},
 		Services:  []plan.Unit{{Name: "qbittorrent.service"}},
 	}
+	// The generated drop-in, and the effective settings systemd derives
+	// from it (as systemctl show prints them).
+	ours := filepath.Join(w.p.GeneratorDir, "qbittorrent.service.d", "50-vpn-confinement.conf")
+	write(t, ours, string(units.ServiceDropIn(n, n.Services[0], nil)))
+	props := systemd.Props{"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "MainPID": "100",
+		"DropInPaths": "/etc/systemd/system/qbittorrent.service.d/10-local.conf " + ours, "User": "qbt", "DynamicUser": "no"}
+	b, _ := os.ReadFile(ours)
+	for k, v := range effective(unitfile.Parse(ours, b)) {
+		props[k] = v
+	}
+	props["NetworkNamespacePath"] = pin // the plan names /run/netns; the fake world's pin is elsewhere
 	w.facts = Facts{
-		Unit: "qbittorrent.service", Plan: n,
-		Props: systemd.Props{"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "MainPID": "100",
-			"NetworkNamespacePath": pin,
-			"DropInPaths":          "/run/systemd/generator/qbittorrent.service.d/50-vpn-confinement.conf /etc/systemd/system/qbittorrent.service.d/10-local.conf"},
-		PIDs: []int{100, 101},
+		Unit: "qbittorrent.service", Plan: n, Kind: KindService, Service: &n.Services[0],
+		Props: props,
+		PIDs:  []int{100, 101},
 		Firewall: &kstate.Firewall{Rules: 20, DropPackets: 3, Chains: []kstate.Chain{
 			{Name: "input", Hook: "input", Policy: "drop"}, {Name: "forward", Hook: "forward", Policy: "drop"},
 			{Name: "output", Hook: "output", Policy: "drop"}, {Name: "allow", Rules: 4}}},
 		Links: []kstate.Link{{Name: "lo", Kind: "loopback"}, {Name: "vn-0123456789ab", Kind: "veth"}, {Name: "wg0", Kind: "wireguard"}},
 	}
+	w.refresh()
+	// The service's /run/systemd: a tmpfs with the journal bound back.
+	write(t, filepath.Join(w.svc, "run/systemd/journal/.keep"), "")
+	write(t, filepath.Join(w.p.Root, "run/systemd/private"), "")
 	return w
+}
+
+// refresh re-reads the drop-ins as Gather does.
+func (w *world) refresh() {
+	w.facts.ReferenceFile, w.facts.Reference, w.facts.Later = unitFiles(w.p, w.facts)
+}
+
+// lateDropIn adds a drop-in after ours, as systemd would load it.
+func (w *world) lateDropIn(name, body string, props map[string]string) {
+	path := "/etc/systemd/system/qbittorrent.service.d/" + name
+	write(w.t, filepath.Join(w.p.Root, path), body)
+	w.facts.Props["DropInPaths"] += " " + path
+	for k, v := range props {
+		w.facts.Props[k] = v
+	}
+	w.refresh()
+}
+
+// effective is what systemd makes of settings: list settings accumulate
+// until an empty assignment resets them; capabilities as lower-case names.
+func effective(settings []unitfile.Setting) map[string]string {
+	out := map[string]string{}
+	for _, st := range settings {
+		switch st.Key {
+		case "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths", "CapabilityBoundingSet", "AmbientCapabilities", "ReadOnlyPaths":
+			v := st.Value
+			if st.Key == "CapabilityBoundingSet" || st.Key == "AmbientCapabilities" {
+				v = strings.ToLower(v)
+			}
+			if v == "" {
+				out[st.Key] = ""
+			} else if out[st.Key] == "" {
+				out[st.Key] = v
+			} else {
+				out[st.Key] += " " + v
+			}
+		case "NetworkNamespacePath", "ProtectSystem", "NoNewPrivileges", "ProtectHome":
+			out[st.Key] = st.Value
+		}
+	}
+	return out
 }
 
 func results(l check.List) map[string]check.Result {
@@ -116,7 +172,8 @@ func TestAllPass(t *testing.T) {
 	if l.Failed() || l.Count(check.Skip) != 0 {
 		t.Fatalf("want all PASS:\n%s", b.String())
 	}
-	want := []string{"plan", "drop-in", "firewall", "interfaces", "running", "namespace", "resolv.conf", "nsswitch.conf", "resolver-ipc", "keys", "capabilities", "no-new-privs"}
+	want := []string{"plan", "drop-in", "overrides", "firewall", "interfaces", "running", "namespace", "resolv.conf", "nsswitch.conf", "resolver-ipc", "keys",
+		"systemd-tmpfs", "system-bus", "control-planes", "capabilities", "no-new-privs"}
 	if len(l) != len(want) {
 		t.Fatalf("got %d checks:\n%s", len(l), b.String())
 	}
@@ -126,11 +183,14 @@ func TestAllPass(t *testing.T) {
 		}
 	}
 	for _, s := range []string{
-		"PASS  namespace      all 2 processes in " + w.p.Netns("media"),
+		"PASS  namespace       all 2 processes in " + w.p.Netns("media"),
 		"the service reads the generated file: nameserver 10.64.0.1",
 		"hidden from the service: /run/systemd/resolve/io.systemd.Resolve, /run/nscd/socket, /run/dbus/system_bus_socket",
 		"hidden from the service: /etc/vpn-confinement.d, /etc/vpn-confinement.d/keys/media.key",
 		"CapBnd=0000000000000000",
+		"PASS  overrides       no drop-in after 50-vpn-confinement.conf; effective capabilities, hidden paths and mounts are the generated ones",
+		"/run/systemd is a private tmpfs (holding only journal, resolve); hidden from the service: /run/systemd/private",
+		"PASS  system-bus      hidden from the service: /run/dbus/system_bus_socket",
 	} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("output lacks %q:\n%s", s, b.String())
@@ -187,7 +247,7 @@ func TestDrift(t *testing.T) {
 		}, "keys", "visible to the service: /etc/vpn-confinement.d/keys/media.key"},
 		{"CAP_NET_ADMIN in the bounding set", func(w *world) {
 			write(w.t, filepath.Join(w.p.Proc, "101", "status"), strings.Replace(statusOK, "CapBnd:\t0000000000000000", "CapBnd:\t0000000000001000", 1))
-		}, "capabilities", "PID 101 (qbittorrent-nox): CAP_NET_ADMIN (bounding)"},
+		}, "capabilities", "PID 101 (qbittorrent-nox): CAP_NET_ADMIN (bounding); forbidden: CAP_NET_ADMIN (change the namespace's network"},
 		{"CAP_SYS_ADMIN ambient", func(w *world) {
 			write(w.t, filepath.Join(w.p.Proc, "100", "status"), strings.Replace(statusOK, "CapAmb:\t0000000000000000", "CapAmb:\t0000000000200000", 1))
 		}, "capabilities", "PID 100 (qbittorrent-nox): CAP_SYS_ADMIN (ambient)"},
@@ -199,10 +259,45 @@ func TestDrift(t *testing.T) {
 			os.Symlink("/nonexistent-root", filepath.Join(w.p.Proc, "100", "root"))
 		}, "", "cannot look into the service's root"},
 		{"drop-in not loaded", func(w *world) { w.facts.Props["DropInPaths"] = "" }, "drop-in", "daemon-reload"},
+		{"drop-in replaced by one of the same name", func(w *world) {
+			w.facts.Props["DropInPaths"] = "/etc/systemd/system/qbittorrent.service.d/50-vpn-confinement.conf"
+		}, "drop-in", "/etc/systemd/system/qbittorrent.service.d/50-vpn-confinement.conf has the same name as the generated drop-in and replaces it"},
 		{"namespace path overridden", func(w *world) {
-			w.facts.Props["NetworkNamespacePath"] = "/run/netns/other"
-			w.facts.Props["DropInPaths"] += " /etc/systemd/system/qbittorrent.service.d/90-mine.conf"
-		}, "drop-in", "90-mine.conf"},
+			w.lateDropIn("90-mine.conf", "[Service]\nNetworkNamespacePath=/run/netns/other\n", map[string]string{"NetworkNamespacePath": "/run/netns/other"})
+		}, "drop-in", "90-mine.conf:2: NetworkNamespacePath=/run/netns/other"},
+		{"late CAP_NET_ADMIN", func(w *world) {
+			w.lateDropIn("90-late.conf", "[Service]\nCapabilityBoundingSet=CAP_NET_ADMIN\n", map[string]string{"CapabilityBoundingSet": "cap_net_admin"})
+		}, "overrides", "CapabilityBoundingSet has CAP_NET_ADMIN (forbidden: change the namespace's network: flush the kill switch, add routes, links or addresses), beyond the compiled set (none) (set by /etc/systemd/system/qbittorrent.service.d/90-late.conf:2: CapabilityBoundingSet=CAP_NET_ADMIN)"},
+		{"hidden paths reset", func(w *world) {
+			w.lateDropIn("90-late.conf", "[Service]\nInaccessiblePaths=\n", map[string]string{"InaccessiblePaths": ""})
+		}, "overrides", "InaccessiblePaths lacks -/run/user"},
+		{"/run/systemd tmpfs reset", func(w *world) {
+			w.lateDropIn("90-late.conf", "[Service]\nTemporaryFileSystem=\n", map[string]string{"TemporaryFileSystem": ""})
+		}, "overrides", "TemporaryFileSystem lacks /run/systemd /run/vpn-confinement:ro /run/resolvconf:ro (reset by a later TemporaryFileSystem=?) (set by /etc/systemd/system/qbittorrent.service.d/90-late.conf:2: TemporaryFileSystem=)"},
+		{"privileged command", func(w *world) {
+			w.lateDropIn("90-late.conf", "[Service]\nExecStartPre=+/bin/sh -c x\n", map[string]string{"ExecStartPreEx": "{ path=/usr/lib/vpn-confinement/vpn-confinement-tripwire ; argv[]=/usr/lib/vpn-confinement/vpn-confinement-tripwire add media ; flags=privileged ; start_time=[n/a] }\n{ path=/bin/sh ; argv[]=/bin/sh -c x ; flags=privileged ; start_time=[n/a] }"})
+		}, "overrides", "runs ExecStartPre=+/bin/sh -c x with full privileges"},
+		{"late User=root", func(w *world) {
+			w.lateDropIn("90-late.conf", "[Service]\nUser=root\n", map[string]string{"User": "root"})
+		}, "overrides", "the unit runs as root (User=root, DynamicUser=no), but it was compiled as a non-root service (set by /etc/systemd/system/qbittorrent.service.d/90-late.conf:2: User=root)"},
+		{"/run/systemd of the host", func(w *world) {
+			// The host's /run/systemd is the very directory the service sees.
+			os.RemoveAll(filepath.Join(w.p.Root, "run/systemd"))
+			os.Symlink(filepath.Join(w.svc, "run/systemd"), filepath.Join(w.p.Root, "run/systemd"))
+		}, "systemd-tmpfs", "the service sees the host's /run/systemd"},
+		{"private socket visible", func(w *world) {
+			write(w.t, filepath.Join(w.svc, "run/systemd/private"), "")
+			os.Remove(filepath.Join(w.svc, "run/systemd/private"))
+			os.Link(filepath.Join(w.p.Root, "run/systemd/private"), filepath.Join(w.svc, "run/systemd/private"))
+		}, "systemd-tmpfs", "visible to the service: /run/systemd/private"},
+		{"system bus reachable", func(w *world) {
+			w.facts.Plan.DNS.Mode = plan.DNSCompat // (strict DNS's resolver-ipc check would fail too)
+			os.Remove(filepath.Join(w.svc, "run/dbus/system_bus_socket"))
+			os.Link(filepath.Join(w.p.Root, "run/dbus/system_bus_socket"), filepath.Join(w.svc, "run/dbus/system_bus_socket"))
+		}, "system-bus", "reachable to the service: /run/dbus/system_bus_socket"},
+		{"root process of a non-root service", func(w *world) {
+			write(w.t, filepath.Join(w.p.Proc, "100", "status"), strings.Replace(statusOK, "Uid:\t61234", "Uid:\t0", 1))
+		}, "capabilities", "runs as root although compiled as a non-root service"},
 		{"no firewall", func(w *world) { w.facts.Firewall = nil }, "firewall", "no kill switch"},
 		{"output accepts", func(w *world) { w.facts.Firewall.Chains[2].Policy = "accept" }, "firewall", "no policy-drop chain for output"},
 		{"leak interface", func(w *world) {
@@ -251,13 +346,13 @@ func TestNotApplicable(t *testing.T) {
 	w = newWorld(t)
 	w.facts.Props["ActiveState"], w.facts.Props["SubState"], w.facts.PIDs = "inactive", "dead", nil
 	l := Checks(w.p, w.facts)
-	if r := results(l); r["running"] != check.Fail || len(l) != 5 {
+	if r := results(l); r["running"] != check.Fail || r["overrides"] != check.Pass || len(l) != 6 {
 		t.Errorf("stopped unit: %v", l)
 	}
 
 	w = newWorld(t)
-	w.facts.Unit = "qbittorrent.socket"
-	w.facts.Props["DropInPaths"] = "/run/systemd/generator/qbittorrent.socket.d/50-vpn-confinement.conf"
+	w.facts.Unit, w.facts.Kind = "qbittorrent.socket", KindSocket
+	w.facts.Props["DropInPaths"] = filepath.Join(w.p.GeneratorDir, "qbittorrent.socket.d/50-vpn-confinement.conf")
 	if r := results(Checks(w.p, w.facts)); r["running"] != check.Skip || r["drop-in"] != check.Pass {
 		t.Errorf("socket: %v", r)
 	}
@@ -288,4 +383,12 @@ func TestBlockedUnit(t *testing.T) {
 	if len(l) != 1 || l[0].Result != check.Fail || !strings.Contains(l[0].Detail, "radarr.service is blocked: /etc/vpn-confinement.d/broken.yaml is invalid") {
 		t.Errorf("%+v", l)
 	}
+}
+
+func parse(file string, b []byte) []unitfile.Setting { return unitfile.Parse(file, b) }
+
+func text(l check.List) string {
+	var b bytes.Buffer
+	l.WriteText(&b)
+	return b.String()
 }
