@@ -284,19 +284,34 @@ var shadowDirs = []string{"/etc/systemd/system.control", "/run/systemd/system.co
 	"/run/systemd/generator.early", "/etc/systemd/system", "/etc/systemd/system.attached", "/run/systemd/system",
 	"/run/systemd/system.attached"}
 
-// checkShadowed refuses a unit whose drop-in named like ours comes from a
-// directory that outranks the generator's: systemd would load that file
-// instead of ours, and the unit would run unconfined.
-func (c *compiler) checkShadowed(key string, u *unitfile.Unit) {
+// ShadowingDropIn returns the drop-in of u named like ours in a
+// directory that outranks the generator's output, or "".
+func ShadowingDropIn(u *unitfile.Unit) string {
 	for _, d := range u.DropIns {
 		if filepath.Base(d) != DropInName {
 			continue
 		}
+		// By suffix, so a unit path below a test root is judged alike.
 		for _, dir := range shadowDirs {
-			if strings.HasPrefix(d, dir+"/") {
-				c.errorf(key, "%s: a drop-in named %s outranks the one vpn-confinement generates (it is in %s), so systemd would load it instead and %s would run unconfined; rename or remove it", d, DropInName, dir, u.Name)
+			if strings.HasSuffix(filepath.Dir(filepath.Dir(d)), dir) {
+				return d
 			}
 		}
+	}
+	return ""
+}
+
+// BlockedDropInName is the second name a blocked unit's drop-in is written
+// under when ShadowingDropIn finds one: the block must hold even though
+// systemd skips our first file. It sorts after the usual drop-in names.
+const BlockedDropInName = "zz-vpn-confinement-blocked.conf"
+
+// checkShadowed refuses a unit whose drop-in named like ours comes from a
+// directory that outranks the generator's: systemd would load that file
+// instead of ours, and the unit would run unconfined.
+func (c *compiler) checkShadowed(key string, u *unitfile.Unit) {
+	if d := ShadowingDropIn(u); d != "" {
+		c.errorf(key, "%s: a drop-in named %s outranks the one vpn-confinement generates (it is in %s), so systemd would load it instead and %s would run unconfined; rename or remove it", d, DropInName, filepath.Dir(filepath.Dir(d)), u.Name)
 	}
 }
 
