@@ -56,7 +56,7 @@ type Facts struct {
 }
 
 // ShowProps are the unit properties Gather asks systemd for.
-var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths"}
+var ShowProps = append([]string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths"}, EffectiveProps...)
 
 // Report is the JSON form of a verification.
 type Report struct {
@@ -91,6 +91,7 @@ func Checks(p paths.Paths, f Facts) check.List {
 	l.Add("plan", check.Pass, "listed by %s (namespace %s)", n.Source, n.Name)
 	pin := p.Netns(n.Name)
 	checkDropIn(&l, p, f, pin)
+	checkEffective(&l, p, f)
 	checkFirewall(&l, f, pin)
 	checkLinks(&l, f, n)
 	if strings.HasSuffix(f.Unit, ".socket") {
@@ -112,6 +113,7 @@ func Checks(p paths.Paths, f Facts) check.List {
 	checkDNS(&l, p, n, root)
 	checkHidden(&l, p, "resolver-ipc", resolverIPC(n), root, "reachable")
 	checkHidden(&l, p, "keys", secretPaths(n), root, "visible")
+	checkHidden(&l, p, "control-planes", controlPlanes(n, f.Unit), root, "reachable")
 	checkCaps(&l, p, f)
 	return l
 }

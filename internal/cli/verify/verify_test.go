@@ -86,9 +86,33 @@ func newWorld(t *testing.T) *world {
 		HostLink:  &plan.HostLink{NsIf: "vn-0123456789ab"},
 		Services:  []plan.Unit{{Name: "qbittorrent.service"}},
 	}
+	// The generator's drop-in and what systemd says it applies.
+	write(t, filepath.Join(w.p.GeneratorDir, "qbittorrent.service.d", "50-vpn-confinement.conf"), "[Service]\nNetworkNamespacePath="+pin+`
+TemporaryFileSystem=/run/systemd
+BindReadOnlyPaths=/run/systemd/journal -/run/systemd/notify -/run/systemd/userdb
+TemporaryFileSystem=/run/vpn-confinement:ro
+BindReadOnlyPaths=/run/vpn-confinement/media
+InaccessiblePaths=-/run/user -/run/dbus
+CapabilityBoundingSet=
+AmbientCapabilities=
+NoNewPrivileges=yes
+ProtectSystem=full
+RestrictAddressFamilies=
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+IPAddressDeny=
+IPAddressDeny=any
+IPAddressAllow=
+IPAddressAllow=127.0.0.0/8 10.64.0.0/24
+`)
 	w.facts = Facts{
 		Unit: "qbittorrent.service", Plan: n,
 		Props: systemd.Props{"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "MainPID": "100",
+			"CapabilityBoundingSet": "", "AmbientCapabilities": "", "InaccessiblePaths": "-/run/user -/run/dbus",
+			"TemporaryFileSystem": "/run/systemd /run/vpn-confinement:ro",
+			"BindReadOnlyPaths":   "/run/systemd/journal:/run/systemd/journal:rbind -/run/systemd/notify:/run/systemd/notify:rbind -/run/systemd/userdb:/run/systemd/userdb:rbind /run/vpn-confinement/media:/run/vpn-confinement/media:rbind",
+			"BindPaths":           "-/var/lib/qbt:/var/lib/qbt:rbind", "ReadWritePaths": "-/var/lib/qbt",
+			"IPAddressDeny": "::/0 0.0.0.0/0", "IPAddressAllow": "127.0.0.0/8 10.64.0.0/24", "ProtectSystem": "full",
+			"NoNewPrivileges": "yes", "PrivateNetwork": "no", "RestrictAddressFamilies": "AF_INET AF_INET6 AF_NETLINK AF_UNIX",
 			"NetworkNamespacePath": pin,
 			"DropInPaths":          "/run/systemd/generator/qbittorrent.service.d/50-vpn-confinement.conf /etc/systemd/system/qbittorrent.service.d/10-local.conf"},
 		PIDs: []int{100, 101},
@@ -116,7 +140,7 @@ func TestAllPass(t *testing.T) {
 	if l.Failed() || l.Count(check.Skip) != 0 {
 		t.Fatalf("want all PASS:\n%s", b.String())
 	}
-	want := []string{"plan", "drop-in", "firewall", "interfaces", "running", "namespace", "resolv.conf", "nsswitch.conf", "resolver-ipc", "keys", "capabilities", "no-new-privs"}
+	want := []string{"plan", "drop-in", "effective", "firewall", "interfaces", "running", "namespace", "resolv.conf", "nsswitch.conf", "resolver-ipc", "keys", "control-planes", "capabilities", "no-new-privs"}
 	if len(l) != len(want) {
 		t.Fatalf("got %d checks:\n%s", len(l), b.String())
 	}
@@ -126,7 +150,7 @@ func TestAllPass(t *testing.T) {
 		}
 	}
 	for _, s := range []string{
-		"PASS  namespace      all 2 processes in " + w.p.Netns("media"),
+		"PASS  namespace       all 2 processes in " + w.p.Netns("media"),
 		"the service reads the generated file: nameserver 10.64.0.1",
 		"hidden from the service: /run/systemd/resolve/io.systemd.Resolve, /run/nscd/socket, /run/dbus/system_bus_socket",
 		"hidden from the service: /etc/vpn-confinement.d, /etc/vpn-confinement.d/keys/media.key",
@@ -209,6 +233,32 @@ func TestDrift(t *testing.T) {
 			w.facts.Links = append(w.facts.Links, kstate.Link{Name: "eth1", Kind: "veth"})
 		}, "interfaces", "unexpected interface in the namespace: eth1 (veth)"},
 		{"tunnel missing", func(w *world) { w.facts.Links = w.facts.Links[:2] }, "interfaces", "wg0 is missing"},
+		// Live overrides the generator cannot see: systemd's view counts.
+		{"set-property IPAddressDeny=", func(w *world) { w.facts.Props["IPAddressDeny"] = "" }, "effective", "IPAddressDeny=, the drop-in denies any"},
+		{"IP allowed beyond the plan", func(w *world) { w.facts.Props["IPAddressAllow"] += " 0.0.0.0/0" }, "effective", "IPAddressAllow has 0.0.0.0/0"},
+		{"capability given back", func(w *world) { w.facts.Props["CapabilityBoundingSet"] = "cap_net_admin" }, "effective", "CapabilityBoundingSet has cap_net_admin"},
+		{"ambient capability", func(w *world) { w.facts.Props["AmbientCapabilities"] = "cap_sys_admin" }, "effective", "AmbientCapabilities=cap_sys_admin"},
+		{"InaccessiblePaths reset", func(w *world) { w.facts.Props["InaccessiblePaths"] = "" }, "effective", "InaccessiblePaths lacks /run/user; InaccessiblePaths lacks /run/dbus"},
+		{"tmpfs gone", func(w *world) { w.facts.Props["TemporaryFileSystem"] = "/run/vpn-confinement:ro" }, "effective", "TemporaryFileSystem lacks /run/systemd"},
+		{"read-only bind of the private socket", func(w *world) {
+			w.facts.Props["BindReadOnlyPaths"] += " /run/systemd/private:/run/systemd/private:rbind"
+		}, "effective", "BindReadOnlyPaths=/run/systemd/private:/run/systemd/private:rbind re-exposes /run/systemd"},
+		{"bind of the bus elsewhere", func(w *world) {
+			w.facts.Props["BindPaths"] += " /run/dbus/system_bus_socket:/tmp/bus:rbind"
+		}, "effective", "re-exposes /run/dbus"},
+		{"protected path writable", func(w *world) { w.facts.Props["ReadWritePaths"] += " /etc/systemd/system" }, "effective", "ReadWritePaths makes /etc/systemd/system writable"},
+		{"ProtectSystem weaker", func(w *world) { w.facts.Props["ProtectSystem"] = "no" }, "effective", "ProtectSystem=no, the drop-in sets full"},
+		{"NoNewPrivileges off", func(w *world) { w.facts.Props["NoNewPrivileges"] = "no" }, "effective", "NoNewPrivileges=no"},
+		{"address family added", func(w *world) { w.facts.Props["RestrictAddressFamilies"] += " AF_PACKET" }, "effective", "RestrictAddressFamilies has AF_PACKET"},
+		{"no address family filter", func(w *world) { w.facts.Props["RestrictAddressFamilies"] = "" }, "effective", "every address family is allowed"},
+		{"drop-in unreadable", func(w *world) { os.RemoveAll(filepath.Join(w.p.GeneratorDir, "qbittorrent.service.d")) }, "effective", "cannot read the generator's drop-in"},
+		// A control socket hidden as a file, re-created by its daemon
+		// after the unit started: the same inode inside and outside.
+		{"control socket re-created", func(w *world) {
+			write(w.t, filepath.Join(w.p.Root, "run/docker.sock"), "host")
+			os.MkdirAll(filepath.Join(w.svc, "run"), 0o755)
+			os.Link(filepath.Join(w.p.Root, "run/docker.sock"), filepath.Join(w.svc, "run/docker.sock"))
+		}, "control-planes", "reachable to the service: /run/docker.sock"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
@@ -251,14 +301,14 @@ func TestNotApplicable(t *testing.T) {
 	w = newWorld(t)
 	w.facts.Props["ActiveState"], w.facts.Props["SubState"], w.facts.PIDs = "inactive", "dead", nil
 	l := Checks(w.p, w.facts)
-	if r := results(l); r["running"] != check.Fail || len(l) != 5 {
+	if r := results(l); r["running"] != check.Fail || len(l) != 6 {
 		t.Errorf("stopped unit: %v", l)
 	}
 
 	w = newWorld(t)
 	w.facts.Unit = "qbittorrent.socket"
 	w.facts.Props["DropInPaths"] = "/run/systemd/generator/qbittorrent.socket.d/50-vpn-confinement.conf"
-	if r := results(Checks(w.p, w.facts)); r["running"] != check.Skip || r["drop-in"] != check.Pass {
+	if r := results(Checks(w.p, w.facts)); r["running"] != check.Skip || r["drop-in"] != check.Pass || r["effective"] != check.Skip {
 		t.Errorf("socket: %v", r)
 	}
 
