@@ -7,7 +7,9 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
@@ -39,11 +41,20 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	}
 	f.Props = props[0]
 	main := f.Props.Int("MainPID")
-	if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
-		f.PIDs = mainFirst(main, pids)
-	} else if main > 0 {
-		f.PIDs = []int{main}
-		f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+	for deadline := time.Now().Add(execWait); ; time.Sleep(20 * time.Millisecond) {
+		if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
+			f.PIDs = mainFirst(main, pids)
+		} else if main > 0 {
+			f.PIDs = []int{main}
+			f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+		}
+		// Right after a start, a Type=simple unit is active while its
+		// process is still systemd's forked child, setting up the
+		// sandbox (full capabilities, the host's mounts): what it will
+		// be is only there after its exec.
+		if f.Unexecd = unexecd(p, f.PIDs); len(f.Unexecd) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
 	ns, err := netns.Open(p.Netns(n.Name))
 	if err != nil {
@@ -54,6 +65,25 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	f.Firewall, f.FirewallErr = kstate.ReadFirewall(ns, FirewallTable)
 	f.Links, f.LinksErr = kstate.Links(ns)
 	return f, nil
+}
+
+// execWait bounds how long Gather waits for a unit's processes to exec.
+const execWait = 3 * time.Second
+
+// unexecd lists the PIDs that still run PID 1's program: forked by
+// systemd, not yet exec'd into the unit's command.
+func unexecd(p paths.Paths, pids []int) []int {
+	pid1, err := os.Stat(filepath.Join(p.Proc, "1", "exe"))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, pid := range pids {
+		if fi, err := os.Stat(filepath.Join(p.Proc, strconv.Itoa(pid), "exe")); err == nil && os.SameFile(fi, pid1) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 func mainFirst(main int, pids []int) []int {

@@ -233,6 +233,7 @@ func TestDrift(t *testing.T) {
 			w.facts.Links = append(w.facts.Links, kstate.Link{Name: "eth1", Kind: "veth"})
 		}, "interfaces", "unexpected interface in the namespace: eth1 (veth)"},
 		{"tunnel missing", func(w *world) { w.facts.Links = w.facts.Links[:2] }, "interfaces", "wg0 is missing"},
+		{"forked, not exec'd yet", func(w *world) { w.facts.Unexecd = []int{100} }, "running", "PID [100] is still being set up by systemd"},
 		// Live overrides the generator cannot see: systemd's view counts.
 		{"set-property IPAddressDeny=", func(w *world) { w.facts.Props["IPAddressDeny"] = "" }, "effective", "IPAddressDeny=, the drop-in denies any"},
 		{"IP allowed beyond the plan", func(w *world) { w.facts.Props["IPAddressAllow"] += " 0.0.0.0/0" }, "effective", "IPAddressAllow has 0.0.0.0/0"},
@@ -317,6 +318,21 @@ func TestNotApplicable(t *testing.T) {
 	l = Checks(w.p, w.facts)
 	if len(l) != 1 || l[0].Result != check.Fail {
 		t.Errorf("unlisted unit: %v", l)
+	}
+}
+
+// TestUnexecd: a process whose exe is PID 1's is systemd's forked child.
+func TestUnexecd(t *testing.T) {
+	dir := t.TempDir()
+	p := paths.Paths{Proc: dir}
+	write(t, filepath.Join(dir, "systemd"), "")
+	write(t, filepath.Join(dir, "sleep"), "")
+	for pid, exe := range map[string]string{"1": "systemd", "100": "systemd", "101": "sleep"} {
+		os.MkdirAll(filepath.Join(dir, pid), 0o755)
+		os.Symlink(filepath.Join(dir, exe), filepath.Join(dir, pid, "exe"))
+	}
+	if got := unexecd(p, []int{100, 101, 102}); len(got) != 1 || got[0] != 100 {
+		t.Errorf("unexecd: %v, want [100]", got)
 	}
 }
 
