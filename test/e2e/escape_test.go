@@ -526,15 +526,22 @@ func TestEscapeServiceManager(t *testing.T) {
 			/* 10 */ escTool + " socket raw",
 			/* 11 */ "ip -br link",
 			/* 12 */ "ip -br addr",
+			// An fd it can open (its own namespace): setns() itself is
+			// refused, not only the path to the host's.
+			/* 13 */ escTool + " setns /proc/self/ns/net",
 		}
 		for _, who := range attackers {
 			res := attack(t, c, who, cmds...)
 			for i := 0; i <= 7; i++ {
 				mustFail(t, who, res[i], `(Operation not permitted|Permission denied)`)
 			}
+			for _, a := range res {
+				t.Logf("%s: %s → %d: %s", who, a.Cmd, a.Code, firstLine(a.Output))
+			}
 			noOK(t, who+" setns", res[8], `: (open|setns) (EPERM|EACCES)`)
 			noOK(t, who+" AF_PACKET", res[9], `: (EAFNOSUPPORT|EPERM|EACCES)`)
 			noOK(t, who+" SOCK_RAW", res[10], `: (EPERM|EACCES)`)
+			noOK(t, who+" setns own", res[13], `: setns EPERM`)
 			// Reads work: libtorrent and friends enumerate interfaces.
 			if res[11].Code != 0 || !regexp.MustCompile(`(?m)^lo\s`).MatchString(res[11].Output) || !regexp.MustCompile(`(?m)^wgesc\s`).MatchString(res[11].Output) {
 				t.Errorf("%s: netlink read of the links:\n%s", who, res[11])
@@ -550,7 +557,7 @@ func TestEscapeServiceManager(t *testing.T) {
 		mustRun(t, c, "ip", "netns", "add", "escscratch")
 		defer c.Run("ip", "netns", "del", "escscratch")
 		mustRun(t, c, "ip", "-n", "escscratch", "link", "set", "lo", "up")
-		for i, cmd := range cmds[:11] {
+		for i, cmd := range append(cmds[:11:11], cmds[13]) {
 			if i == 4 {
 				cmd = "ip link set lo down"
 			}
