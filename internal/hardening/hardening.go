@@ -5,8 +5,10 @@
 // write. The compiler validates against it, the drop-in renderer emits it,
 // and `vpn-confinement validate` explains it from the same tables.
 //
-// The facts behind it were measured under systemd 252 (docs/design.md,
-// "What a confined root service can still do"): a root service with no
+// The facts behind it were measured under systemd 252, and what holds now
+// is attacked by test/e2e/escape*_test.go and documented in
+// vpn-confinement.d(5), CONTROL PLANES and WHAT A CONFINED ROOT SERVICE
+// CAN STILL DO. Before: a root service with no
 // capabilities at all could start units over /run/systemd/private and over
 // the D-Bus system bus, and under ProtectSystem=full it could write /run
 // and /var (unit dirs, udev rules, cron spools, dpkg's scripts).
