@@ -67,7 +67,8 @@ func start(t *testing.T, script string) int {
 
 // TestLiveAttestation builds a real namespace and tunnel, then attests two
 // processes: one confined the way the drop-in confines a service (joined
-// namespace, generated resolver files bound, key directory hidden, empty
+// namespace, generated resolver files bound, key directory and tool state
+// hidden, empty
 // bounding set, no_new_privs), and a plain root process in the same
 // namespace, which verify must catch.
 func TestLiveAttestation(t *testing.T) {
@@ -108,6 +109,7 @@ func TestLiveAttestation(t *testing.T) {
 		mount --bind %s/resolv.conf /etc/resolv.conf &&
 		mount --bind %s/nsswitch.conf /etc/nsswitch.conf &&
 		mount -t tmpfs -o mode=000 none %s &&
+		mount -t tmpfs -o mode=000 none /run/netns && mount -t tmpfs -o mode=000 none /run/wireguard &&
 		exec setpriv --bounding-set -all --inh-caps -all --no-new-privs sleep 60'`, n.Name, rt, rt, tp.Dir))
 	rooty := start(t, fmt.Sprintf("exec ip netns exec %s sleep 60", n.Name))
 
