@@ -214,7 +214,8 @@ func TestEscapeServiceManager(t *testing.T) {
 
 	// Positive controls of the decoys and of the real control sockets,
 	// from the host: each is a live socket there.
-	hostSockets := append([]string{"/run/systemd/private", "/run/dbus/system_bus_socket", "/run/wireguard/wgsrv.sock"}, decoys...)
+	hostSockets := append([]string{"/run/systemd/private", "/run/dbus/system_bus_socket", "/proc/1/root/run/systemd/private",
+		"/proc/1/root/run/dbus/system_bus_socket", "/run/wireguard/wgsrv.sock"}, decoys...)
 	if r := c.Run(append([]string{escTool, "connect"}, hostSockets...)...); r.Code != 3 || strings.Count(r.Stdout, ": OK") != len(hostSockets) {
 		t.Fatalf("positive control: not every control socket is connectable from the host:\n%s", r)
 	}
