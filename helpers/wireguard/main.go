@@ -21,7 +21,7 @@ import (
 func main() {
 	skel.Main("vpn-confinement-wireguard", map[string]skel.Verb{
 		"run": func(ctx context.Context, n *plan.Namespace, log *journal.Logger) error {
-			return tunnel.Run(ctx, n, log, tunnel.Options{PlanPath: skel.PlanPath(), Tripwire: tunnel.TripwireCounter(n.Name)})
+			return tunnel.Run(ctx, n, log, tunnel.Options{PlanPath: skel.PlanPath(), Tripwire: tunnel.TripwireCounter(n)})
 		},
 		"reload": func(_ context.Context, n *plan.Namespace, _ *journal.Logger) error {
 			return tunnel.Reload(n.Name, false)

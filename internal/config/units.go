@@ -75,6 +75,8 @@ func (c *compiler) checkUnitFiles(n *plan.Namespace) {
 		}
 		c.checkLateOverrides(key, u, su, n)
 		c.checkExecPrefixes(key, u)
+		c.checkBinds(key, u, su, n)
+		c.checkShadowed(key, u)
 		if p, _ := presetFor(su.Name, explicit); p != nil {
 			for _, need := range p.NeedsConfined {
 				if !services[need] {
@@ -210,7 +212,7 @@ func (c *compiler) checkExecPrefixes(key string, u *unitfile.Unit) {
 			}
 			prefix := strings.TrimLeft(s.Value, "@-:")
 			if strings.HasPrefix(prefix, "+") || strings.HasPrefix(strings.TrimLeft(prefix, "@-:!"), "+") {
-				c.errorf(key, "%s: %s=%s runs with full privileges (every capability, hidden paths visible) inside the namespace, from where it could leave it; drop the "+" (in a drop-in sorting after %s: %s= to reset, then the command without +)", where(s), s.Key, s.Value, DropInName, s.Key)
+				c.errorf(key, "%s: %s=%s runs with full privileges (every capability, hidden paths visible) inside the namespace, from where it could leave it; drop the + prefix (in a drop-in sorting after %s: %s= to reset, then the command without +)", where(s), s.Key, s.Value, DropInName, s.Key)
 			}
 		}
 	}
@@ -253,6 +255,13 @@ func (c *compiler) checkLateOverrides(key string, u *unitfile.Unit, su plan.Unit
 			if n.Egress.Mode == plan.EgressAllowList {
 				bad = "changes the IP address filter of the allowList namespace"
 			}
+		case "NetworkNamespacePath":
+			// A foreign path is refused wherever it is set
+			// (checkNamespaceConflicts); an empty one after ours resets
+			// it, and the service would run in the host's namespace.
+			if s.Value == "" {
+				bad = "resets the namespace the service joins: it would run in the host's network namespace"
+			}
 		case "ProtectSystem":
 			if su.Root && !strings.EqualFold(s.Value, "strict") {
 				bad = "weakens ProtectSystem=strict, which a root service needs (it could write files privileged host processes load)"
@@ -266,6 +275,119 @@ func (c *compiler) checkLateOverrides(key string, u *unitfile.Unit, su plan.Unit
 			c.errorf(key, "%s: %s=%s in a drop-in applied after %s %s; remove it, or change that setting in the YAML file instead", where(s), s.Key, s.Value, DropInName, bad)
 		}
 	}
+}
+
+// shadowDirs are the unit directories that outrank the generator's output
+// (/run/systemd/generator): a drop-in there named like ours replaces ours
+// entirely, since systemd applies one file per drop-in name.
+var shadowDirs = []string{"/etc/systemd/system.control", "/run/systemd/system.control", "/run/systemd/transient",
+	"/run/systemd/generator.early", "/etc/systemd/system", "/etc/systemd/system.attached", "/run/systemd/system",
+	"/run/systemd/system.attached"}
+
+// ShadowingDropIn returns the drop-in of u named like ours in a
+// directory that outranks the generator's output, or "".
+func ShadowingDropIn(u *unitfile.Unit) string {
+	for _, d := range u.DropIns {
+		if filepath.Base(d) != DropInName {
+			continue
+		}
+		// By suffix, so a unit path below a test root is judged alike.
+		for _, dir := range shadowDirs {
+			if strings.HasSuffix(filepath.Dir(filepath.Dir(d)), dir) {
+				return d
+			}
+		}
+	}
+	return ""
+}
+
+// BlockedDropInName is the second name a blocked unit's drop-in is written
+// under when ShadowingDropIn finds one: the block must hold even though
+// systemd skips our first file. It sorts after the usual drop-in names.
+const BlockedDropInName = "zz-vpn-confinement-blocked.conf"
+
+// checkShadowed refuses a unit whose drop-in named like ours comes from a
+// directory that outranks the generator's: systemd would load that file
+// instead of ours, and the unit would run unconfined.
+func (c *compiler) checkShadowed(key string, u *unitfile.Unit) {
+	if d := ShadowingDropIn(u); d != "" {
+		c.errorf(key, "%s: a drop-in named %s outranks the one vpn-confinement generates (it is in %s), so systemd would load it instead and %s would run unconfined; rename or remove it", d, DropInName, filepath.Dir(filepath.Dir(d)), u.Name)
+	}
+}
+
+// checkBinds refuses bind mounts, in the unit file or any drop-in, whose
+// source is a path the drop-in hides (or a directory above one): binds
+// are list settings that add to ours, and a bind from the host view
+// (systemd resolves sources outside the service's mounts) lands on top of
+// the tmpfs or inaccessible node, re-exposing the control plane, the key
+// or the tool state. A read-only bind of a socket is enough: connect()
+// ignores read-only mounts.
+func (c *compiler) checkBinds(key string, u *unitfile.Unit, su plan.Unit, n *plan.Namespace) {
+	hidden := hiddenPaths(su, n)
+	kept := []string{plan.RuntimePath(n.Name)}
+	for _, k := range hardening.SystemdKeep {
+		kept = append(kept, strings.TrimPrefix(k, "-"))
+	}
+	if n.DNS.Mode == plan.DNSCompat {
+		kept = append(kept, "/run/systemd/resolve")
+	}
+	for _, s := range u.Settings {
+		if s.Section != "Service" || s.Key != "BindPaths" && s.Key != "BindReadOnlyPaths" {
+			continue
+		}
+		for _, f := range strings.Fields(s.Value) {
+			src := filepath.Clean(strings.TrimLeft(strings.SplitN(f, ":", 2)[0], "-+"))
+			if within(src, kept) {
+				continue
+			}
+			for _, h := range hidden {
+				if src == h || strings.HasPrefix(src, h+"/") || strings.HasPrefix(h, strings.TrimSuffix(src, "/")+"/") {
+					c.errorf(key, "%s: %s=%s re-exposes %s, which vpn-confinement hides from confined services (a bind from the host's view lands on top of the hiding); remove it", where(s), s.Key, s.Value, h)
+					break
+				}
+			}
+		}
+	}
+}
+
+func within(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// hiddenPaths is what the drop-in of service su hides: systemd's runtime
+// dir (bar the parts bound back), the control planes, the system bus
+// unless allowed, this tool's state and runtime dir (bar the namespace's
+// own dir), the credential stores, the config dir and the key files.
+func hiddenPaths(su plan.Unit, n *plan.Namespace) []string {
+	out := []string{"/run/systemd", plan.RuntimeDir, "/run/credentials", filepath.Dir(n.Source)}
+	for _, l := range [][]string{hardening.ControlPlanes, hardening.ToolState} {
+		for _, p := range l {
+			out = append(out, strings.TrimPrefix(p, "-"))
+		}
+	}
+	if !su.AllowSystemBus && !(n.DNS.Mode == plan.DNSStrict && n.DNS.AllowHostResolverIPC) {
+		out = append(out, "/run/dbus")
+	}
+	if n.DNS.Mode == plan.DNSStrict && !n.DNS.AllowHostResolverIPC {
+		out = append(out, "/run/nscd", "/run/avahi-daemon")
+	}
+	wg := n.WireGuard
+	for _, f := range []string{wg.PrivateKey.File, wg.PrivateKey.WgQuickFile} {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	for _, p := range wg.Peers {
+		if p.PresharedKey != nil && p.PresharedKey.File != "" {
+			out = append(out, p.PresharedKey.File)
+		}
+	}
+	return out
 }
 
 // grantedCaps is what an assignment of CapabilityBoundingSet= adds (a "~"

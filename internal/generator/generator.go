@@ -187,6 +187,16 @@ func Generate(o Options) (*Output, error) {
 			out.Files[u+".d/"+config.DropInName] = units.BlockDropInWhy(s.Path, u, "is "+s.Reason, "is not read (wrong file name)", "vpn-confinement validate")
 		}
 	}
+	// A drop-in named like ours in a directory that outranks the
+	// generator's replaces ours, the block included (the compiler refuses
+	// the unit for it): the block is then written under a second name.
+	if env.Units != nil {
+		for u := range out.Blocked {
+			if uf, ok := env.Units.Lookup(u); ok && config.ShadowingDropIn(uf) != "" {
+				out.Files[u+".d/"+config.BlockedDropInName] = out.Files[u+".d/"+config.DropInName]
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -5,8 +5,10 @@
 // write. The compiler validates against it, the drop-in renderer emits it,
 // and `vpn-confinement validate` explains it from the same tables.
 //
-// The facts behind it were measured under systemd 252 (docs/design.md,
-// "What a confined root service can still do"): a root service with no
+// The facts behind it were measured under systemd 252, and what holds now
+// is attacked by test/e2e/escape*_test.go and documented in
+// vpn-confinement.d(5), CONTROL PLANES and WHAT A CONFINED ROOT SERVICE
+// CAN STILL DO. Before: a root service with no
 // capabilities at all could start units over /run/systemd/private and over
 // the D-Bus system bus, and under ProtectSystem=full it could write /run
 // and /var (unit dirs, udev rules, cron spools, dpkg's scripts).
@@ -115,15 +117,25 @@ func Capabilities(root, strict bool, extra []string) []string {
 //   - the D-Bus system bus, which fronts systemd, logind, machined,
 //     networkd, resolved and NetworkManager (root can StartUnit on it with
 //     no capabilities at all), unless the service sets allowSystemBus;
-//   - user managers and user buses (/run/user), udev's control socket;
+//   - user managers and user buses (/run/user), udev's control socket
+//     (the whole of /run/udev: a daemon re-creates its socket with unlink
+//     and bind, and the kernel then drops a mount over the old one in
+//     every namespace, so a hidden socket file comes back after a restart
+//     of its daemon, while a hidden directory stays hidden);
 //   - the container engines' sockets (docker, podman, containerd, CRI-O,
 //     LXD/Incus, snapd, libvirt).
+//
+// Sockets directly in /run (docker.sock, snapd.socket) can only be hidden
+// as files: they come back when their daemon re-creates them, and any
+// socket that appears after the service started is not hidden at all
+// (vpn-confinement verify reports both; vpn-confinement.d(5), CONTROL
+// PLANES).
 //
 // Abstract UNIX sockets need no entry: they belong to a network namespace,
 // and the confined one has none of the host's. /var/run is a symlink to
 // /run on every systemd system, so the /run paths cover it.
 var ControlPlanes = []string{
-	"-/run/user", "-/run/udev/control",
+	"-/run/user", "-/run/udev",
 	"-/run/docker.sock", "-/run/docker", "-/run/containerd", "-/run/podman", "-/run/crio", "-/run/libpod",
 	"-/run/lxd", "-/var/snap/lxd/common/lxd", "-/var/lib/incus", "-/run/incus", "-/run/snapd.socket",
 	"-/run/snapd-snap.socket", "-/run/libvirt",

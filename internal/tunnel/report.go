@@ -164,7 +164,3 @@ func btoi(b bool) int {
 	}
 	return 0
 }
-
-// TripwireCounter reads namespace name's host-side tripwire counter; nil
-// until the tripwire is wired in.
-func TripwireCounter(name string) func() (uint64, bool) { return nil }

@@ -244,6 +244,7 @@ func (s *Supervisor) writeState() {
 	}
 	if s.o.Tripwire != nil {
 		if v, ok := s.o.Tripwire(); ok {
+			s.tripwireAlarm(v)
 			s.state.TripwireDrops = &v
 		}
 	}

@@ -17,6 +17,7 @@ import (
 // generator output dirs (they are being rewritten while generators run).
 var SystemPath = []string{
 	"/etc/systemd/system.control",
+	"/run/systemd/system.control", // systemctl set-property --runtime
 	"/run/systemd/transient",
 	"/etc/systemd/system",
 	"/etc/systemd/system.attached",

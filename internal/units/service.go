@@ -59,7 +59,7 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 		hidden = append(hidden, hardening.SystemBus...)
 	}
 	if n.DNS.Mode == plan.DNSStrict && !n.DNS.AllowHostResolverIPC {
-		hidden = append(hidden, "-/run/nscd", "-/run/avahi-daemon/socket")
+		hidden = append(hidden, "-/run/nscd", "-/run/avahi-daemon") // directories: see hardening.ControlPlanes
 	}
 	f.add("Service", "InaccessiblePaths", strings.Join(hidden, " "))
 	f.add("Service", "InaccessiblePaths", strings.Join(hardening.ToolState, " "))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,11 +42,7 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	f.Props = props[0]
 	f.ReferenceFile, f.Reference, f.Later = unitFiles(p, f)
 	main := f.Props.Int("MainPID")
-	// A process systemd has forked but not yet exec'd still has its
-	// privileges (it applies the sandbox just before exec) and is named
-	// "(NAME)": right after systemctl start of a Type=simple unit verify
-	// would see it. Wait for the exec, a short bounded while.
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(execWait); ; time.Sleep(20 * time.Millisecond) {
 		f.PIDs, f.PIDsNote = nil, ""
 		if pids, err := procfs.CgroupPIDs(p.Sys, f.Props["ControlGroup"]); err == nil && len(pids) > 0 {
 			f.PIDs = mainFirst(main, pids)
@@ -53,7 +50,11 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 			f.PIDs = []int{main}
 			f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
 		}
-		if !spawning(p, f.PIDs) || time.Now().After(deadline) {
+		// Right after a start, a Type=simple unit is active while its
+		// process is still systemd's forked child, setting up the
+		// sandbox (full capabilities, the host's mounts): what it will
+		// be is only there after its exec.
+		if f.Unexecd = unexecd(p, f.PIDs); len(f.Unexecd) == 0 || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -99,15 +100,23 @@ func unitFiles(p paths.Paths, f Facts) (string, []unitfile.Setting, []unitfile.S
 	return ref, refSettings, later
 }
 
-// spawning reports whether a process of pids is still being set up by
-// systemd (its command name is "(NAME)" until it execs).
-func spawning(p paths.Paths, pids []int) bool {
+// execWait bounds how long Gather waits for a unit's processes to exec.
+const execWait = 3 * time.Second
+
+// unexecd lists the PIDs that still run PID 1's program: forked by
+// systemd, not yet exec'd into the unit's command.
+func unexecd(p paths.Paths, pids []int) []int {
+	pid1, err := os.Stat(filepath.Join(p.Proc, "1", "exe"))
+	if err != nil {
+		return nil
+	}
+	var out []int
 	for _, pid := range pids {
-		if s, err := procfs.ReadStatus(p.Proc, pid); err == nil && strings.HasPrefix(s.Name, "(") && strings.HasSuffix(s.Name, ")") {
-			return true
+		if fi, err := os.Stat(filepath.Join(p.Proc, strconv.Itoa(pid), "exe")); err == nil && os.SameFile(fi, pid1) {
+			out = append(out, pid)
 		}
 	}
-	return false
+	return out
 }
 
 func mainFirst(main int, pids []int) []int {

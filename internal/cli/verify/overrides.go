@@ -52,6 +52,9 @@ func checkOverrides(l *check.List, f Facts) {
 		if want := lastValue(f.Reference, "ProtectSystem"); protectRank[want] > protectRank[props["ProtectSystem"]] && props["ProtectSystem"] != "" {
 			add(fmt.Sprintf("ProtectSystem=%s, weaker than the generated %s", props["ProtectSystem"], want), "ProtectSystem")
 		}
+		for _, w := range reachWeakenings(f) {
+			add(w.what, w.keys...)
+		}
 		if root := runsAsRoot(props); root && (f.Kind == KindProxy || f.Service != nil && !f.Service.Root) {
 			add("the unit runs as root (User="+props["User"]+", DynamicUser="+props["DynamicUser"]+"), but it was compiled as a non-root service", "User", "DynamicUser")
 		}
@@ -65,14 +68,14 @@ func checkOverrides(l *check.List, f Facts) {
 		return
 	}
 	if len(f.Later) == 0 {
-		l.Add("overrides", check.Pass, "no drop-in after %s; effective capabilities, hidden paths and mounts are the generated ones", filepath.Base(f.ReferenceFile))
+		l.Add("overrides", check.Pass, "no drop-in after %s; effective capabilities, hidden paths, mounts, IP filter and address families are the generated ones", filepath.Base(f.ReferenceFile))
 		return
 	}
 	files := map[string]bool{}
 	for _, s := range f.Later {
 		files[s.File] = true
 	}
-	l.Add("overrides", check.Pass, "the effective capabilities, hidden paths and mounts are the generated ones (later drop-ins: %s)", strings.Join(sortedKeys(files), " "))
+	l.Add("overrides", check.Pass, "the effective capabilities, hidden paths, mounts, IP filter and address families are the generated ones (later drop-ins: %s)", strings.Join(sortedKeys(files), " "))
 }
 
 // culprits names the later drop-in lines that set keys, or says that none

@@ -65,6 +65,9 @@ type Facts struct {
 	// they were found when not from the whole control group.
 	PIDs     []int
 	PIDsNote string
+	// Unexecd are PIDs still running systemd's own program (forked for
+	// the unit, not yet exec'd) after Gather waited for them.
+	Unexecd []int
 	// Kernel state of the unit's namespace.
 	Firewall    *kstate.Firewall
 	FirewallErr error
@@ -76,6 +79,7 @@ type Facts struct {
 var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths",
 	"FragmentPath", "CapabilityBoundingSet", "AmbientCapabilities", "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths",
 	"ProtectSystem", "NoNewPrivileges", "User", "DynamicUser",
+	"BindPaths", "ReadWritePaths", "IPAddressDeny", "IPAddressAllow", "PrivateNetwork", "RestrictAddressFamilies",
 	"ExecConditionEx", "ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx"}
 
 // Report is the JSON form of a verification.
@@ -140,6 +144,10 @@ func Checks(p paths.Paths, f Facts) check.List {
 	note := ""
 	if f.PIDsNote != "" {
 		note = " (" + f.PIDsNote + ")"
+	}
+	if len(f.Unexecd) > 0 {
+		l.Add("running", check.Fail, "%s, but PID %v is still being set up by systemd (not exec'd yet): try again", state, f.Unexecd)
+		return l
 	}
 	l.Add("running", check.Pass, "%s, %s, main PID %d%s", state, plural(len(f.PIDs), "process", "processes"), f.PIDs[0], note)
 	checkNamespace(&l, p, f, pin)

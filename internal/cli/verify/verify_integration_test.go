@@ -68,7 +68,8 @@ func start(t *testing.T, script string) int {
 
 // TestLiveAttestation builds a real namespace and tunnel, then attests two
 // processes: one confined the way the drop-in confines a service (joined
-// namespace, generated resolver files bound, key directory hidden, empty
+// namespace, generated resolver files bound, key directory and tool state
+// hidden, empty
 // bounding set, no_new_privs), and a plain root process in the same
 // namespace, which verify must catch.
 func TestLiveAttestation(t *testing.T) {

@@ -120,6 +120,15 @@ func (w *world) refresh() {
 	w.facts.ReferenceFile, w.facts.Reference, w.facts.Later = unitFiles(w.p, w.facts)
 }
 
+// allowList gives the generated drop-in an allowList's IP filter, in
+// effect.
+func (w *world) allowList() {
+	w.facts.Reference = append(w.facts.Reference,
+		unitfile.Setting{Section: "Service", Key: "IPAddressDeny", Value: "any"},
+		unitfile.Setting{Section: "Service", Key: "IPAddressAllow", Value: "127.0.0.0/8 10.64.0.0/24"})
+	w.facts.Props["IPAddressDeny"], w.facts.Props["IPAddressAllow"] = "::/0 0.0.0.0/0", "127.0.0.0/8 10.64.0.0/24"
+}
+
 // lateDropIn adds a drop-in after ours, as systemd would load it.
 func (w *world) lateDropIn(name, body string, props map[string]string) {
 	path := "/etc/systemd/system/qbittorrent.service.d/" + name
@@ -137,7 +146,8 @@ func effective(settings []unitfile.Setting) map[string]string {
 	out := map[string]string{}
 	for _, st := range settings {
 		switch st.Key {
-		case "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths", "CapabilityBoundingSet", "AmbientCapabilities", "ReadOnlyPaths":
+		case "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths", "BindPaths", "ReadWritePaths", "CapabilityBoundingSet", "AmbientCapabilities", "ReadOnlyPaths",
+			"IPAddressDeny", "IPAddressAllow", "RestrictAddressFamilies":
 			v := st.Value
 			if st.Key == "CapabilityBoundingSet" || st.Key == "AmbientCapabilities" {
 				v = strings.ToLower(v)
@@ -149,7 +159,7 @@ func effective(settings []unitfile.Setting) map[string]string {
 			} else {
 				out[st.Key] += " " + v
 			}
-		case "NetworkNamespacePath", "ProtectSystem", "NoNewPrivileges", "ProtectHome":
+		case "NetworkNamespacePath", "ProtectSystem", "NoNewPrivileges", "ProtectHome", "PrivateNetwork":
 			out[st.Key] = st.Value
 		}
 	}
@@ -188,7 +198,7 @@ func TestAllPass(t *testing.T) {
 		"hidden from the service: /run/systemd/resolve/io.systemd.Resolve, /run/nscd/socket, /run/dbus/system_bus_socket",
 		"hidden from the service: /etc/vpn-confinement.d, /etc/vpn-confinement.d/keys/media.key",
 		"CapBnd=0000000000000000",
-		"PASS  overrides       no drop-in after 50-vpn-confinement.conf; effective capabilities, hidden paths and mounts are the generated ones",
+		"PASS  overrides       no drop-in after 50-vpn-confinement.conf; effective capabilities, hidden paths, mounts, IP filter and address families are the generated ones",
 		"/run/systemd is a private tmpfs (holding only journal, resolve); hidden from the service: /run/systemd/private",
 		"PASS  system-bus      hidden from the service: /run/dbus/system_bus_socket",
 	} {
@@ -304,6 +314,25 @@ func TestDrift(t *testing.T) {
 			w.facts.Links = append(w.facts.Links, kstate.Link{Name: "eth1", Kind: "veth"})
 		}, "interfaces", "unexpected interface in the namespace: eth1 (veth)"},
 		{"tunnel missing", func(w *world) { w.facts.Links = w.facts.Links[:2] }, "interfaces", "wg0 is missing"},
+		{"forked, not exec'd yet", func(w *world) { w.facts.Unexecd = []int{100} }, "running", "PID [100] is still being set up by systemd"},
+		// Live overrides the generator cannot see: systemd's view counts.
+		{"set-property IPAddressDeny=", func(w *world) { w.allowList(); w.facts.Props["IPAddressDeny"] = "" }, "overrides", "IPAddressDeny=, the drop-in denies any"},
+		{"IP allowed beyond the plan", func(w *world) { w.allowList(); w.facts.Props["IPAddressAllow"] += " 0.0.0.0/0" }, "overrides", "IPAddressAllow has 0.0.0.0/0"},
+		{"capability given back", func(w *world) { w.facts.Props["CapabilityBoundingSet"] = "cap_net_admin" }, "overrides", "CapabilityBoundingSet has CAP_NET_ADMIN (forbidden"},
+		{"ambient capability", func(w *world) { w.facts.Props["AmbientCapabilities"] = "cap_sys_admin" }, "overrides", "AmbientCapabilities has CAP_SYS_ADMIN (forbidden"},
+		{"InaccessiblePaths reset", func(w *world) { w.facts.Props["InaccessiblePaths"] = "" }, "overrides", "InaccessiblePaths lacks"},
+		{"tmpfs gone", func(w *world) { w.facts.Props["TemporaryFileSystem"] = "/run/vpn-confinement:ro" }, "overrides", "TemporaryFileSystem lacks /run/systemd"},
+		{"read-only bind of the private socket", func(w *world) {
+			w.facts.Props["BindReadOnlyPaths"] += " /run/systemd/private:/run/systemd/private:rbind"
+		}, "overrides", "BindReadOnlyPaths=/run/systemd/private:/run/systemd/private:rbind re-exposes /run/systemd"},
+		{"bind of the bus elsewhere", func(w *world) {
+			w.facts.Props["BindPaths"] += " /run/dbus/system_bus_socket:/tmp/bus:rbind"
+		}, "overrides", "re-exposes /run/dbus"},
+		{"protected path writable", func(w *world) { w.facts.Props["ReadWritePaths"] += " /etc/systemd/system" }, "overrides", "ReadWritePaths makes /etc/systemd/system writable"},
+		{"ProtectSystem weaker", func(w *world) { w.facts.Props["ProtectSystem"] = "no" }, "overrides", "ProtectSystem=no, weaker than the generated"},
+		{"NoNewPrivileges off", func(w *world) { w.facts.Props["NoNewPrivileges"] = "no" }, "overrides", "NoNewPrivileges=no"},
+		{"address family added", func(w *world) { w.facts.Props["RestrictAddressFamilies"] += " AF_PACKET" }, "overrides", "RestrictAddressFamilies has AF_PACKET"},
+		{"no address family filter", func(w *world) { w.facts.Props["RestrictAddressFamilies"] = "" }, "overrides", "every address family is allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
@@ -362,6 +391,21 @@ func TestNotApplicable(t *testing.T) {
 	l = Checks(w.p, w.facts)
 	if len(l) != 1 || l[0].Result != check.Fail {
 		t.Errorf("unlisted unit: %v", l)
+	}
+}
+
+// TestUnexecd: a process whose exe is PID 1's is systemd's forked child.
+func TestUnexecd(t *testing.T) {
+	dir := t.TempDir()
+	p := paths.Paths{Proc: dir}
+	write(t, filepath.Join(dir, "systemd"), "")
+	write(t, filepath.Join(dir, "sleep"), "")
+	for pid, exe := range map[string]string{"1": "systemd", "100": "systemd", "101": "sleep"} {
+		os.MkdirAll(filepath.Join(dir, pid), 0o755)
+		os.Symlink(filepath.Join(dir, exe), filepath.Join(dir, pid, "exe"))
+	}
+	if got := unexecd(p, []int{100, 101, 102}); len(got) != 1 || got[0] != 100 {
+		t.Errorf("unexecd: %v, want [100]", got)
 	}
 }
 
