@@ -118,14 +118,14 @@ func TestEscapeConfigRefusals(t *testing.T) {
 	t.Run("5-late-drop-ins", func(t *testing.T) {
 		// The live unit passes verify first (the positive control of
 		// its effective and control-plane checks).
-		if r := c.Run(vpnc, "verify", "esc-late.service"); r.Code != 0 || !strings.Contains(r.Stdout, "PASS  effective") || !strings.Contains(r.Stdout, "PASS  control-planes") {
+		if r := c.Run(vpnc, "verify", "esc-late.service"); r.Code != 0 || !strings.Contains(r.Stdout, "PASS  overrides") || !strings.Contains(r.Stdout, "PASS  control-planes") {
 			t.Fatalf("verify of the confined unit:\n%s", r)
 		}
 		// A weakening the generator never sees: set-property on the live
 		// unit (it writes 50-IPAddressDeny.conf, which sorts before ours,
 		// and applies at once).
 		mustRun(t, c, "systemctl", "set-property", "--runtime", "esc-late.service", "IPAddressDeny=")
-		if r := c.Run(vpnc, "verify", "esc-late.service"); r.Code == 0 || !regexp.MustCompile(`FAIL\s+effective .*IPAddressDeny=, the drop-in denies any`).MatchString(r.Stdout) {
+		if r := c.Run(vpnc, "verify", "esc-late.service"); r.Code == 0 || !regexp.MustCompile(`FAIL\s+overrides .*IPAddressDeny=, the drop-in denies any`).MatchString(r.Stdout) {
 			t.Errorf("verify after set-property IPAddressDeny=:\n%s", r)
 		}
 		reload(t, c) // ours, applied after it, wins again
