@@ -67,6 +67,7 @@ func (c Collector) Collect(only string) (*Report, error) {
 		if pf.Plan != nil {
 			all = append(all, chainUnits(pf.Plan)...)
 			all = append(all, confinedUnits(pf.Plan)...)
+			all = append(all, publishUnits(pf.Plan)...)
 		}
 	}
 	props := map[string]systemd.Props{}
@@ -125,7 +126,7 @@ func unitOf(name string, p systemd.Props) Unit {
 
 func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, host *netns.NetNS, known Known) Namespace {
 	n := Namespace{Name: pf.Name, Plan: pf.Path, Problems: []string{}, Notes: []string{}, Errors: []string{},
-		Units: []Unit{}, Confined: []Unit{}, Interfaces: []kstate.Link{}, Routes: []kstate.Route{}}
+		Units: []Unit{}, Confined: []Unit{}, Interfaces: []kstate.Link{}, Routes: []kstate.Route{}, Published: []Published{}}
 	p := pf.Plan
 	if p == nil {
 		n.State = StateUnknown
@@ -181,6 +182,7 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 		n.HostLink = &HostLink{HostIf: h.HostIf, NsIf: h.NsIf, Subnet: h.Subnet.String(), HostAddr: h.HostAddr.String(),
 			NsAddr: h.NsAddr.String(), PublishedTCP: p.Ingress.FromHostTCP}
 	}
+	published(&n, p, props)
 	if pn := p.WireGuard.Pinning; pn != nil {
 		sock := p.WireGuard.SocketNamespace
 		if sock == "" {
@@ -207,6 +209,9 @@ func (c Collector) kernel(n *Namespace, p *plan.Namespace, host *netns.NetNS) bo
 	fail := func(what string, err error) {
 		n.Errors = append(n.Errors, fmt.Sprintf("%s: %v", what, err))
 		ok = false
+	}
+	if host != nil {
+		c.hostSide(n, p, host)
 	}
 	if n.HostLink != nil && host != nil {
 		if links, err := kstate.Links(host); err != nil {

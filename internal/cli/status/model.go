@@ -66,6 +66,10 @@ type Namespace struct {
 	Pinning    *Pinning         `json:"pinning,omitempty"`
 	DNS        DNS              `json:"dns"`
 	HostLink   *HostLink        `json:"hostLink,omitempty"`
+	// Published are the publish entries; ToHost the egress.toHost
+	// exceptions (with a host link).
+	Published []Published `json:"published"`
+	ToHost    *ToHost     `json:"toHost,omitempty"`
 }
 
 // Unit is a unit's state; for confined units with a main process, whether

@@ -182,6 +182,7 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 			more("published tcp %s: connect from the host to %s", strings.Join(ps, ", "), h.NsAddr)
 		}
 	}
+	n.writePublished(w)
 	for i, u := range n.Confined {
 		label := ""
 		if i == 0 {
