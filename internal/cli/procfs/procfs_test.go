@@ -28,7 +28,7 @@ func TestParseStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Status{Name: "qbittorrent-nox", UID: 61234, NoNewPrivs: true}
+	want := Status{Name: "qbittorrent-nox", UID: 61234, EUID: 61234, NoNewPrivs: true}
 	if d := cmp.Diff(want, s); d != "" {
 		t.Error(d)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
+	"github.com/vpn-confinement/vpn-confinement/internal/sockdiag"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 )
 
@@ -29,8 +30,10 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	}
 	n, ok := paths.FindUnit(plans, unit)
 	if !ok {
-		f.BlockedBy = blockedBy(p, unit)
-		return f, nil
+		if n, f.Publish, ok = paths.FindPublish(plans, unit); !ok {
+			f.BlockedBy = blockedBy(p, unit)
+			return f, nil
+		}
 	}
 	f.Plan = n
 	props, err := m.Show([]string{unit}, ShowProps...)
@@ -44,6 +47,12 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	} else if main > 0 {
 		f.PIDs = []int{main}
 		f.PIDsNote = fmt.Sprintf("main PID only: %v", err)
+	}
+	if f.Publish != nil && strings.HasSuffix(unit, ".socket") {
+		if hp, err := m.Show([]string{holderUnit(f)}, ShowProps...); err == nil {
+			f.HolderProps = hp[0]
+		}
+		f.Listeners, f.ListenersErr = initListeners(p, f.Publish.Listen)
 	}
 	ns, err := netns.Open(p.Netns(n.Name))
 	if err != nil {
@@ -67,6 +76,37 @@ func mainFirst(main int, pids []int) []int {
 		}
 	}
 	return out
+}
+
+// initListeners reports, per listen address, whether PID 1 holds a
+// listening socket there in its (the host's) namespace.
+func initListeners(p paths.Paths, listen []string) (map[string]bool, error) {
+	host, err := netns.Open(filepath.Join(p.Proc, "1", "ns", "net"))
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
+	socks, err := sockdiag.TCP(host)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, l := range listen {
+		ap, ok := sockdiag.ParseListen(l)
+		if !ok {
+			continue
+		}
+		var inodes []uint32
+		for _, s := range sockdiag.Listeners(socks, ap) {
+			inodes = append(inodes, s.Inode)
+		}
+		for _, hs := range sockdiag.Holders(p.Proc, inodes) {
+			for _, h := range hs {
+				out[l] = out[l] || h.PID == 1
+			}
+		}
+	}
+	return out, nil
 }
 
 // blockedBy reads the generator's drop-in of unit: for a unit of an

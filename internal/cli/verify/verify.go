@@ -53,10 +53,19 @@ type Facts struct {
 	FirewallErr error
 	Links       []kstate.Link
 	LinksErr    error
+	// Publish is set when Unit is a published port's socket or proxy
+	// (generated units, see publishChecks); HolderProps are the unit
+	// properties of what the socket activates, Listeners which listen
+	// addresses PID 1 holds a listening socket on (host namespace).
+	Publish      *plan.Publish
+	HolderProps  systemd.Props
+	Listeners    map[string]bool
+	ListenersErr error
 }
 
 // ShowProps are the unit properties Gather asks systemd for.
-var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths"}
+var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths",
+	"FragmentPath", "IPAddressDeny", "IPAddressAllow", "Triggers", "ExecStart"}
 
 // Report is the JSON form of a verification.
 type Report struct {
@@ -87,6 +96,9 @@ func Checks(p paths.Paths, f Facts) check.List {
 		}
 		l.Add("plan", check.Fail, "%s is not listed by any compiled namespace plan in %s (see vpn-confinement status)", f.Unit, p.PlanDir())
 		return l
+	}
+	if f.Publish != nil {
+		return publishChecks(p, f)
 	}
 	l.Add("plan", check.Pass, "listed by %s (namespace %s)", n.Source, n.Name)
 	pin := p.Netns(n.Name)
