@@ -24,6 +24,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/generator"
 	"github.com/vpn-confinement/vpn-confinement/internal/hostlink"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/sockdiag"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
@@ -53,6 +54,11 @@ type Host struct {
 	Routes func() ([]kstate.Route, error)
 	// RouteTo is "ip route get" in the socket namespace sock ("" = host).
 	RouteTo func(sock string, dst netip.Addr) (kstate.Route, error)
+	// TCP lists the host's TCP sockets; Holders names the processes
+	// holding the given socket inodes; UnitState is a unit's ActiveState.
+	TCP       func() ([]sockdiag.Socket, error)
+	Holders   func(inodes []uint32) map[uint32][]sockdiag.Holder
+	UnitState func(unit string) string
 }
 
 // Options are the doctor's inputs.
@@ -101,6 +107,7 @@ func Run(o Options) check.List {
 	d.keys()
 	d.routes()
 	d.hostLinks()
+	d.publishPorts()
 	d.config()
 	return d.l
 }

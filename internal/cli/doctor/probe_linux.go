@@ -19,6 +19,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/firewall"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
+	"github.com/vpn-confinement/vpn-confinement/internal/sockdiag"
 )
 
 // Defaults wires the real system: probes in throwaway namespaces, the
@@ -46,6 +47,15 @@ func Defaults(p paths.Paths, probe bool) Options {
 				}
 				defer ns.Close()
 				return kstate.RouteTo(ns, dst)
+			},
+			TCP:     func() ([]sockdiag.Socket, error) { return sockdiag.TCP(nil) },
+			Holders: func(inodes []uint32) map[uint32][]sockdiag.Holder { return sockdiag.Holders(p.Proc, inodes) },
+			UnitState: func(unit string) string {
+				res, err := systemd.Systemctl{}.Show([]string{unit}, "ActiveState")
+				if err != nil || len(res) != 1 {
+					return ""
+				}
+				return res[0]["ActiveState"]
 			},
 		},
 		Systemd: systemd.InstalledVersion,
