@@ -324,6 +324,26 @@ func TestPublish(t *testing.T) {
 		}
 	})
 
+	t.Run("proxy-reaches-loopback-only", func(t *testing.T) {
+		// A process with the proxy's settings reaches nginx on loopback
+		// but not the provider through the tunnel; the same without the
+		// IP filter does (so the filter is what holds).
+		probe := func(omit []string, target string) bool {
+			r := c.RunLikeUnit(proxy, omit, "/usr/local/bin/vpnc-probe", "-timeout", "1500ms", "tcp", target)
+			return r.Code == 0 && strings.HasPrefix(r.Stdout, "OPEN")
+		}
+		noFilter := []string{"IPAddressDeny", "IPAddressAllow"}
+		if !probe(nil, "127.0.0.1:80") {
+			t.Errorf("like the proxy, nginx on 127.0.0.1:80 is not reachable")
+		}
+		if probe(nil, ct.SrvTunnel+":7") {
+			t.Errorf("like the proxy, %s:7 through the tunnel is reachable", ct.SrvTunnel)
+		}
+		if !probe(noFilter, ct.SrvTunnel+":7") {
+			t.Errorf("positive control: without the IP filter %s:7 is not reachable either", ct.SrvTunnel)
+		}
+	})
+
 	t.Run("entry-removed", func(t *testing.T) {
 		c.Curl("http://127.0.0.1:8080/")
 		installYAML(t, c, w, p, "services:\n  - unit: nginx.service\n    allowRoot: true\n  - unit: fdserve.service\n")

@@ -2,8 +2,11 @@ package ct
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
 // The LAN of the publish tests: a network namespace "lan" plays another
@@ -136,4 +139,29 @@ func (c *Container) Established(filter string) int {
 // with their processes.
 func (c *Container) Listening() string {
 	return c.Run("ss", "-Hltnp").Stdout
+}
+
+// RunLikeUnit runs argv in a transient unit with the [Unit] and
+// [Service] settings of a generated unit file (a published port's proxy:
+// its namespace, dynamic user, capabilities, IP filter), without the
+// settings named in omit, and waits.
+func (c *Container) RunLikeUnit(unit string, omit []string, argv ...string) Result {
+	b, err := c.ReadFile("/run/systemd/generator/" + unit)
+	if err != nil {
+		return Result{Code: -1, Stderr: err.Error()}
+	}
+	args := []string{"systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec"}
+	props := units.TransientProperties(b)
+	for i := 0; i+1 < len(props); i += 2 {
+		k, _, _ := strings.Cut(props[i+1], "=")
+		switch k {
+		case "ExecStart", "Description", "SourcePath":
+			continue // systemd-run's own command; not transient-unit settings
+		}
+		if slices.Contains(omit, k) {
+			continue
+		}
+		args = append(args, props[i], props[i+1])
+	}
+	return c.RunTimeout(20*time.Second, append(append(args, "--"), argv...)...)
 }
