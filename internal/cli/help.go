@@ -58,6 +58,9 @@ Show every namespace compiled at the last daemon-reload, or only NAME:
               the endpoint-pinning table when pinning is on
   dns         mode, resolvers, and the generated resolv.conf
   host link   both ends, addresses and published ports
+  published   every publish address: socket and proxy state, whether
+              systemd still holds the listener, live connections
+  to host     egress.toHost ports, live connections, host-side counters
 Reading the kernel state needs root; without it, status shows what it can
 and says what it could not read.
 
@@ -93,6 +96,10 @@ its processes from the outside:
   capabilities  no process can gain CAP_NET_ADMIN or CAP_SYS_ADMIN
                 (capability bounding set, effective and ambient sets)
   no-new-privs  the processes cannot gain privileges through exec
+For a published port's vpn-publish-NAME-PORT.service (the proxy) or .socket:
+  unit-file, firewall, interfaces, ip-filter (loopback only), running,
+  namespace, user (not root), capabilities (none at all), no-new-privs, keys;
+  for the socket: activates (a unit in the namespace), listening (PID 1)
 One line per check: PASS, FAIL or SKIP (not applicable). Needs root.
 
 Options:
@@ -121,6 +128,7 @@ Check that this host can enforce what the configuration asks for:
   routes         endpoints routable, DNS servers and allowedIPs not hidden
                  behind the host's local networks
   host-link      host-link subnets do not collide with host addresses
+  published-ports  no other process already listens on a published address
   config         every namespace file is valid
 Each check prints OK, WARN or FAIL with a one-line explanation. The kernel
 probes create a throwaway network namespace (never the host's) and need root.
