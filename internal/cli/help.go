@@ -65,8 +65,9 @@ Show every namespace compiled at the last daemon-reload, or only NAME:
               the endpoint-pinning table when pinning is on
   dns         mode, resolvers, and the generated resolv.conf
   host link   both ends, addresses and published ports
-  published   publish entries: host addresses, the confined port, the
-              socket and proxy units; egress.toHost ports ("to host")
+  published   every publish address: socket and proxy state, whether
+              systemd still holds the listener, live connections
+  to host     egress.toHost ports, live connections, host-side counters
   port fwd    port forwarding: protocol, gateway, apps, vpn-pf@NAME
   tripwire    the host-side tripwire's drop counter of the namespace (any
               packet is an escape) and the units it watches
@@ -93,23 +94,28 @@ const helpVerify = `Usage: vpn-confinement verify [OPTIONS] UNIT
 
 Attest that a running confined unit is confined as compiled, by looking at
 its processes from the outside. UNIT is a listed service or socket, a
-published port's proxy (vpn-publish-NAME-PORT.service) or vpn-pf@NAME:
+published port's proxy or socket (vpn-publish-NAME-PORT.service/.socket)
+or vpn-pf@NAME:
   plan           UNIT is listed by (or runs for) a compiled namespace plan
   drop-in        systemd loaded the generated 50-vpn-confinement.conf (not a
                  same-named file elsewhere) and the effective
                  NetworkNamespacePath= is /run/netns/NAME (unit-file for the
-                 proxy and vpn-pf@)
+                 proxy, which must forward to 127.0.0.1:PORT, and vpn-pf@)
   overrides      the effective settings (systemctl show) are not weaker than
                  the generated ones: capability and ambient sets, hidden paths,
                  the /run/systemd tmpfs, read-only binds, NoNewPrivileges=,
-                 ProtectSystem=, the user, no "+" command; a FAIL names the
-                 drop-in line that did it, also one that appeared after the
-                 generator ran
-  running        the unit has processes to check
+                 ProtectSystem=, the user, no bind re-exposing a hidden path,
+                 no write access to a protected one, the IP filter, no
+                 PrivateNetwork=, the address families, no "+" command; a
+                 FAIL names the drop-in line that did it, also one that
+                 appeared after the generator ran
+  ip-filter      (proxy) IPAddressDeny=any, IPAddressAllow= loopback only
+  running        the unit has processes to check (an idle proxy: SKIP)
   namespace      every process of the unit is in /run/netns/NAME
   firewall       that namespace holds table inet vpn_confinement
   interfaces     the namespace has no interface besides lo, the tunnel and
                  the host link
+  user           (proxy) no process runs as root
   resolv.conf    (strict DNS) the file the service reads is the generated one
                  and names only the configured resolvers
   nsswitch.conf  (strict DNS) the file the service reads is the generated one
@@ -129,6 +135,11 @@ published port's proxy (vpn-publish-NAME-PORT.service) or vpn-pf@NAME:
                  profile's root set, CAP_NET_ADMIN for vpn-pf@); no forbidden
                  capability; no root process in a non-root service
   no-new-privs   the processes cannot gain privileges through exec
+For the host socket vpn-publish-NAME-PORT.socket:
+  unit-file      the generated file, listening in the host's namespace
+  activates      it activates the proxy (or publish[].unit), which joins
+                 /run/netns/NAME
+  listening      PID 1 holds a listener on every published address
 One line per check: PASS, FAIL or SKIP (not applicable). Needs root.
 
 Options:
@@ -162,8 +173,9 @@ Check that this host can enforce what the configuration asks for:
   routes         endpoints routable, DNS servers and allowedIPs not hidden
                  behind the host's local networks
   host-link      host-link subnets do not collide with host addresses
-  published      no other program already listens on a published address
-                 and port (the generated socket units themselves excepted)
+  published-ports  no other process already listens on a published address
+                 or a wildcard covering it (the generated socket units
+                 themselves excepted)
   config         every namespace file is valid
 Each check prints OK, WARN or FAIL with a one-line explanation. The kernel
 probes create a throwaway network namespace (never the host's) and need root.

@@ -273,19 +273,23 @@ func writeRecord(n *plan.Namespace) error {
 // down). It is idempotent and succeeds when everything is already gone, as
 // it also runs after a failed start (ExecStopPost=).
 func Down(n *plan.Namespace, log *journal.Logger) error {
-	return down(n.Name, n.HostLink, log)
+	return down(n.Name, n.HostLink, n, log)
 }
 
 // DownName is Down without a plan (its file is gone): it removes the pin,
 // any host link tagged as ours for name, and the runtime files.
 func DownName(name string, log *journal.Logger) error {
-	return down(name, nil, log)
+	return down(name, nil, nil, log)
 }
 
-func down(name string, hl *plan.HostLink, log *journal.Logger) error {
+func down(name string, hl *plan.HostLink, current *plan.Namespace, log *journal.Logger) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
+	// Published units whose files vanished are no longer bound to us:
+	// stop them by name, from the plan that runs and the current one.
+	applied, _ := plan.LoadTrusted(AppliedPath(name))
+	stopPublished(name, []*plan.Namespace{applied, current}, log)
 	var errs []error
 	// The firewall is not deleted: unpinning drops the last reference held
 	// by us and the policy dies with the namespace. Deleting it first would

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -120,8 +119,9 @@ func reloadFirewall(ns *netns.NetNS, n *plan.Namespace) error {
 	return nil
 }
 
-// reloadUnits starts new published sockets and stops removed ones, and
-// (re)starts or stops the lease unit when port forwarding changed.
+// reloadUnits brings the published ports to the new plan
+// (reloadPublish), and (re)starts or stops the lease unit when port
+// forwarding changed.
 func reloadUnits(ctx context.Context, old, n *plan.Namespace, log *journal.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -130,36 +130,7 @@ func reloadUnits(ctx context.Context, old, n *plan.Namespace, log *journal.Logge
 		return fmt.Errorf("connect to systemd: %w", err)
 	}
 	defer c.Close()
-	var errs []error
-	want := map[string]bool{}
-	for _, p := range n.Publish {
-		want[p.Unit+".socket"] = true
-		if _, err := c.StartUnitContext(ctx, p.Unit+".socket", "replace", nil); err != nil {
-			errs = append(errs, fmt.Errorf("start %s.socket: %w", p.Unit, err))
-		}
-	}
-	for _, p := range old.Publish {
-		for _, u := range []string{p.Unit + ".socket", p.Unit + ".service"} {
-			if !want[p.Unit+".socket"] {
-				if _, err := c.StopUnitContext(ctx, u, "replace", nil); err != nil {
-					errs = append(errs, fmt.Errorf("stop %s: %w", u, err))
-				}
-			}
-		}
-	}
-	// A published port whose target changed needs its proxy restarted.
-	for _, p := range n.Publish {
-		for _, q := range old.Publish {
-			if p.Unit == q.Unit && (p.Port != q.Port || !slices.Equal(p.Listen, q.Listen) || p.Activate != q.Activate) {
-				if _, err := c.RestartUnitContext(ctx, p.Unit+".socket", "replace", nil); err != nil {
-					errs = append(errs, err)
-				}
-				if _, err := c.TryRestartUnitContext(ctx, p.Unit+".service", "replace", nil); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-	}
+	errs := reloadPublish(systemdJobs{ctx: ctx, c: c}, old, n, log)
 	pf := "vpn-pf@" + n.Name + ".service"
 	ob, _ := json.Marshal(old.PortForwarding)
 	nb, _ := json.Marshal(n.PortForwarding)

@@ -134,8 +134,8 @@ services:
 		if tw := n.Tripwire; tw == nil || tw.Packets != 0 || !strings.Contains(strings.Join(tw.Registered, " "), "app.service") || len(tw.Unregistered) != 0 {
 			t.Errorf("tripwire: %+v", n.Tripwire)
 		}
-		if len(n.Publish) != 1 || n.Publish[0].Socket.ActiveState != "active" || n.Publish[0].Proxy == nil || n.Publish[0].Port != 8080 {
-			t.Errorf("publish: %+v", n.Publish)
+		if len(n.Published) != 1 || n.Published[0].Socket.ActiveState != "active" || n.Published[0].Service.Name != "vpn-publish-cli2a-8080.service" || n.Published[0].Port != 8080 {
+			t.Errorf("published: %+v", n.Published)
 		}
 		if pf := n.PortForwarding; pf == nil || pf.Protocol != "static" || pf.StaticPort != 51413 || pf.Unit.Name != "vpn-pf@cli2a.service" {
 			t.Errorf("port forwarding: %+v", n.PortForwarding)
@@ -150,7 +150,7 @@ services:
 		human := c.Run(cliBin, "status", "cli2a")
 		t.Logf("status cli2a:\n%s", human.Stdout)
 		for _, want := range []string{"lifecycle  up since", "onTunnelLoss block, ", " recreations", "endpoint 1 of 1 " + ct.SrvUplink,
-			"published  127.0.0.1:8080 → port 8080 in the namespace (proxy vpn-publish-cli2a-8080.service active", "port fwd   static port 51413; vpn-pf@cli2a.service",
+			"published  127.0.0.1:8080 → port 8080 in the namespace (proxy vpn-publish-cli2a-8080.service ", "port fwd   static port 51413; vpn-pf@cli2a.service",
 			"tripwire   0 packets dropped in the host namespace; watching app.service"} {
 			if !strings.Contains(human.Stdout, want) {
 				t.Errorf("status lacks %q:\n%s", want, human.Stdout)
@@ -275,9 +275,9 @@ services:
 			got[ch.Name] = ch.Result + " " + ch.Detail
 		}
 		for name, want := range map[string]string{
-			"freezer":   "OK the cgroup freezer works here",
-			"tripwire":  "OK host-side tripwire available",
-			"published": "OK no other listener on the published addresses 127.0.0.1:8080",
+			"freezer":         "OK the cgroup freezer works here",
+			"tripwire":        "OK host-side tripwire available",
+			"published-ports": "OK 127.0.0.1:8080 (vpn-publish-cli2a-8080.socket)",
 		} {
 			if !strings.HasPrefix(got[name], want) {
 				t.Errorf("doctor %s: %q, want %q", name, got[name], want)
@@ -291,7 +291,7 @@ services:
 			time.Sleep(50 * time.Millisecond)
 		}
 		r = c.Run(cliBin, "doctor")
-		if r.Code != 1 || !strings.Contains(r.Stdout, "127.0.0.1:8080 (vpn-publish-cli2a-8080.socket of cli2a) is taken by vpnc-testpeer (PID") {
+		if r.Code != 1 || !strings.Contains(r.Stdout, "127.0.0.1:8080 (namespace cli2a) is already in use by vpnc-testpeer (PID") {
 			t.Errorf("doctor with the published port taken:\n%s", r.Stdout)
 		}
 		c.Run("systemctl", "stop", "squatter")

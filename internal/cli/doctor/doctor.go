@@ -19,12 +19,12 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/check"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
-	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/generator"
 	"github.com/vpn-confinement/vpn-confinement/internal/hostlink"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/sockdiag"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
@@ -57,9 +57,10 @@ type Host struct {
 	Routes func() ([]kstate.Route, error)
 	// RouteTo is "ip route get" in the socket namespace sock ("" = host).
 	RouteTo func(sock string, dst netip.Addr) (kstate.Route, error)
-	// TCPListeners are the listening TCP sockets of the host namespace,
-	// with the processes holding them.
-	TCPListeners func() ([]procfs.TCPListener, error)
+	// TCP lists the host's TCP sockets; Holders names the processes
+	// holding the given socket inodes.
+	TCP     func() ([]sockdiag.Socket, error)
+	Holders func(inodes []uint32) map[uint32][]sockdiag.Holder
 }
 
 // Options are the doctor's inputs.
@@ -115,7 +116,7 @@ func Run(o Options) check.List {
 	d.keys()
 	d.routes()
 	d.hostLinks()
-	d.published()
+	d.publishPorts()
 	d.config()
 	return d.l
 }

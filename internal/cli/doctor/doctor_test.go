@@ -15,6 +15,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
+	"github.com/vpn-confinement/vpn-confinement/internal/sockdiag"
 	"github.com/vpn-confinement/vpn-confinement/internal/testutil"
 )
 
@@ -144,7 +145,7 @@ func TestHealthyHost(t *testing.T) {
 			break
 		}
 	}
-	want := []string{"wireguard", "nftables", "systemd", "bpf-framework", "cgroup", "freezer", "tripwire", "install", "resolv.conf", "nsswitch.conf", "resolvers", "config-dir", "keys", "routes", "host-link", "config"}
+	want := []string{"wireguard", "nftables", "systemd", "bpf-framework", "cgroup", "freezer", "tripwire", "install", "resolv.conf", "nsswitch.conf", "resolvers", "config-dir", "keys", "routes", "host-link", "published-ports", "config"}
 	if len(m) != len(want) {
 		t.Errorf("got %d checks:\n%s", len(m), out)
 	}
@@ -336,6 +337,38 @@ func TestHostLink(t *testing.T) {
 		return append(l, kstate.Link{Name: "vh-" + derived(t, f), Kind: "veth"}), nil
 	}
 	f.expect("host-link", check.Fail, "is not this namespace's")
+}
+
+func TestPublishedPorts(t *testing.T) {
+	f := newFake(t)
+	f.namespace("media", "publish: [{listen: 127.0.0.1:8080}, {listen: \"0.0.0.0:9091\"}]\nservices: [{unit: app.service}]\n")
+	listen := func(state uint8, v6 bool, addr string, inode uint32) sockdiag.Socket {
+		return sockdiag.Socket{State: state, V6: v6, Local: netip.MustParseAddrPort(addr), Inode: inode}
+	}
+	socks := []sockdiag.Socket{listen(sockdiag.StateListen, false, "192.168.1.20:22", 1)}
+	holders := map[uint32][]sockdiag.Holder{1: {{PID: 400, Comm: "sshd"}}}
+	state := map[string]string{}
+	f.o.Host.TCP = func() ([]sockdiag.Socket, error) { return socks, nil }
+	f.o.Host.Holders = func([]uint32) map[uint32][]sockdiag.Holder { return holders }
+	f.o.UnitStates = func([]string) (map[string]string, error) { return state, nil }
+	f.expect("published-ports", check.OK, "127.0.0.1:8080 (free), 0.0.0.0:9091 (free)")
+	// Our own sockets, listening.
+	socks = append(socks, listen(sockdiag.StateListen, false, "127.0.0.1:8080", 2), listen(sockdiag.StateListen, false, "0.0.0.0:9091", 3))
+	holders[2] = []sockdiag.Holder{{PID: 1, Comm: "systemd"}, {PID: 500, Comm: "systemd-socket-"}}
+	holders[3] = []sockdiag.Holder{{PID: 1, Comm: "systemd"}}
+	state["vpn-publish-media-8080.socket"], state["vpn-publish-media-9091.socket"] = "active", "active"
+	f.expect("published-ports", check.OK, "127.0.0.1:8080 (vpn-publish-media-8080.socket), 0.0.0.0:9091 (vpn-publish-media-9091.socket)")
+	// The web UI still runs on the host (before it was confined), on
+	// every address: it takes 127.0.0.1:8080.
+	state["vpn-publish-media-8080.socket"] = "failed"
+	socks = []sockdiag.Socket{listen(sockdiag.StateListen, true, "[::]:8080", 7)}
+	holders[7] = []sockdiag.Holder{{PID: 321, Comm: "qbittorrent-nox"}}
+	f.expect("published-ports", check.Fail, "127.0.0.1:8080 (namespace media) is already in use by qbittorrent-nox (PID 321) listening on [::]:8080: vpn-publish-media-8080.socket cannot listen there")
+	// Another systemd socket unit on the same address is not ours.
+	socks = []sockdiag.Socket{listen(sockdiag.StateListen, false, "0.0.0.0:9091", 8)}
+	holders[8] = []sockdiag.Holder{{PID: 1, Comm: "systemd"}}
+	state["vpn-publish-media-9091.socket"] = "inactive"
+	f.expect("published-ports", check.Fail, "0.0.0.0:9091 (namespace media) is already in use by systemd (PID 1) listening on 0.0.0.0:9091")
 }
 
 // derived returns the generated hostIf suffix of namespace media.

@@ -15,11 +15,11 @@ import (
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
-	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/firewall"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
+	"github.com/vpn-confinement/vpn-confinement/internal/sockdiag"
 	"github.com/vpn-confinement/vpn-confinement/internal/tripwire"
 )
 
@@ -51,14 +51,6 @@ func Defaults(p paths.Paths, probe bool) Options {
 		Host: Host{
 			Links:  func() ([]kstate.Link, error) { return kstate.Links(nil) },
 			Routes: func() ([]kstate.Route, error) { return kstate.Routes(nil) },
-			TCPListeners: func() ([]procfs.TCPListener, error) {
-				// The host is PID 1's namespace, whatever namespace doctor runs in.
-				holders, _, err := procfs.SocketHolders(p.Proc)
-				if err != nil {
-					return nil, err
-				}
-				return procfs.TCPListeners(p.Proc, 1, holders)
-			},
 			RouteTo: func(sock string, dst netip.Addr) (kstate.Route, error) {
 				if sock == "" {
 					return kstate.RouteTo(nil, dst)
@@ -70,6 +62,8 @@ func Defaults(p paths.Paths, probe bool) Options {
 				defer ns.Close()
 				return kstate.RouteTo(ns, dst)
 			},
+			TCP:     func() ([]sockdiag.Socket, error) { return sockdiag.TCP(nil) },
+			Holders: func(inodes []uint32) map[uint32][]sockdiag.Holder { return sockdiag.Holders(p.Proc, inodes) },
 		},
 		Systemd: systemd.InstalledVersion,
 		Booted:  systemd.Systemctl{BootedPath: filepath.Join(p.Root, "run/systemd/system")}.Booted,

@@ -1,15 +1,11 @@
 package doctor
 
 import (
-	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/check"
-	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 )
 
@@ -88,112 +84,4 @@ func (d *doctor) tripwire() {
 		}
 		d.add("tripwire", check.Warn, "host-side tripwire not probed (%s)", why)
 	}
-}
-
-// published: a published port (publish:) is a socket unit in the host
-// namespace; if something else already listens on its address and port,
-// the socket unit fails and the web UI is not published. The generated
-// sockets themselves (held by PID 1, their socket unit active) are not a
-// conflict.
-func (d *doctor) published() {
-	type entry struct {
-		ns, unit string
-		addr     netip.AddrPort
-	}
-	var entries []entry
-	for _, n := range d.plans {
-		for _, p := range n.Publish {
-			for _, l := range p.Listen {
-				ap, err := netip.ParseAddrPort(l)
-				if err != nil {
-					continue // a named address (validate checked it)
-				}
-				entries = append(entries, entry{n.Name, p.Unit + ".socket", ap})
-			}
-		}
-	}
-	if len(entries) == 0 {
-		return
-	}
-	if d.o.Host.TCPListeners == nil {
-		return
-	}
-	ls, err := d.o.Host.TCPListeners()
-	if err != nil {
-		d.add("published", check.Warn, "cannot list the host's listening TCP sockets: %v", err)
-		return
-	}
-	var units []string
-	for _, e := range entries {
-		units = append(units, e.unit)
-	}
-	states := map[string]string{}
-	if d.o.UnitStates != nil {
-		states, _ = d.o.UnitStates(units)
-	}
-	var conflicts []string
-	for _, e := range entries {
-		for _, l := range ls {
-			if !overlaps(e.addr, l.Addr) {
-				continue
-			}
-			if heldBy(l, 1) && states[e.unit] == "active" {
-				continue // ours: the generated socket unit listens
-			}
-			who := holdersText(l.Holders)
-			if heldBy(l, 1) {
-				who = "systemd (PID 1): another socket unit, see systemctl list-sockets"
-			}
-			conflicts = append(conflicts, fmt.Sprintf("%s (%s of %s) is taken by %s on %s", e.addr, e.unit, e.ns, who, l.Addr))
-		}
-	}
-	sort.Strings(conflicts)
-	if len(conflicts) > 0 {
-		d.add("published", check.Fail, "something else already listens on a published port, so its socket unit cannot start: %s", strings.Join(conflicts, "; "))
-		return
-	}
-	var addrs []string
-	for _, e := range entries {
-		addrs = append(addrs, e.addr.String())
-	}
-	d.add("published", check.OK, "no other listener on the published addresses %s", strings.Join(addrs, ", "))
-}
-
-// overlaps reports whether a listener on b keeps a socket on a from
-// binding: same port, and the same address or a wildcard on either side
-// (an IPv6 wildcard may also cover IPv4: dual-stack sockets).
-func overlaps(a, b netip.AddrPort) bool {
-	if a.Port() != b.Port() {
-		return false
-	}
-	aa, ba := a.Addr(), b.Addr()
-	switch {
-	case aa == ba:
-		return true
-	case ba.IsUnspecified() && (ba.Is6() || aa.Is4()):
-		return true
-	case aa.IsUnspecified() && (aa.Is6() || ba.Is4()):
-		return true
-	}
-	return false
-}
-
-func heldBy(l procfs.TCPListener, pid int) bool {
-	for _, h := range l.Holders {
-		if h.PID == pid {
-			return true
-		}
-	}
-	return false
-}
-
-func holdersText(hs []procfs.Holder) string {
-	if len(hs) == 0 {
-		return "a socket no process holds (a kernel listener?)"
-	}
-	var out []string
-	for _, h := range hs {
-		out = append(out, fmt.Sprintf("%s (PID %d)", h.Name, h.PID))
-	}
-	return strings.Join(out, ", ")
 }

@@ -160,3 +160,19 @@ func FindUnit(plans []PlanFile, unit string) (*plan.Namespace, bool) {
 	}
 	return nil, false
 }
+
+// FindPublish returns the plan and publish entry whose generated units
+// (vpn-publish-NAME-PORT.socket and .service) include unit.
+func FindPublish(plans []PlanFile, unit string) (*plan.Namespace, *plan.Publish, bool) {
+	for _, pf := range plans {
+		if pf.Plan == nil {
+			continue
+		}
+		for i, p := range pf.Plan.Publish {
+			if unit == p.Unit+".socket" || (p.Activate == "" && unit == p.Unit+".service") {
+				return pf.Plan, &pf.Plan.Publish[i], true
+			}
+		}
+	}
+	return nil, nil, false
+}

@@ -81,6 +81,8 @@ func NetnsOf(proc string, pid int) (ID, error) {
 type Status struct {
 	Name       string
 	UID        int // real uid
+	EUID       int
+	CapInh     uint64
 	CapBnd     uint64
 	CapEff     uint64
 	CapPrm     uint64
@@ -124,9 +126,12 @@ func ParseStatus(r io.Reader) (Status, error) {
 		case "Name":
 			s.Name = v
 		case "Uid":
-			if f := strings.Fields(v); len(f) > 0 {
+			if f := strings.Fields(v); len(f) > 1 {
 				s.UID, _ = strconv.Atoi(f[0])
+				s.EUID, _ = strconv.Atoi(f[1])
 			}
+		case "CapInh":
+			s.CapInh = hex()
 		case "CapBnd":
 			s.CapBnd = hex()
 		case "CapEff":

@@ -107,6 +107,7 @@ func Assess(n *Namespace, k Known, now time.Time) {
 		}
 		a.tunnel(now)
 		a.dnsAndLinks()
+		a.assessPublished(k)
 		if a.state == "" {
 			a.state = StateUp
 		}
@@ -114,7 +115,6 @@ func Assess(n *Namespace, k Known, now time.Time) {
 	// The round-2 sections (each in its own file).
 	a.supervisor(now)
 	a.tripwire()
-	a.publish()
 	a.portfwd()
 	a.pending()
 	if a.state == "" {

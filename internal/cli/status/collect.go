@@ -159,7 +159,7 @@ func unitOf(name string, p systemd.Props) Unit {
 // kernel state could be read.
 func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, host *netns.NetNS) (Namespace, bool) {
 	n := Namespace{Name: pf.Name, Plan: pf.Path, Problems: []string{}, Notes: []string{}, Errors: []string{},
-		Units: []Unit{}, Confined: []Unit{}, Interfaces: []kstate.Link{}, Routes: []kstate.Route{}}
+		Units: []Unit{}, Confined: []Unit{}, Interfaces: []kstate.Link{}, Routes: []kstate.Route{}, Published: []Published{}}
 	p := pf.Plan
 	if p == nil {
 		n.State = StateUnknown
@@ -214,6 +214,7 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 		n.HostLink = &HostLink{HostIf: h.HostIf, NsIf: h.NsIf, Subnet: h.Subnet.String(), HostAddr: h.HostAddr.String(),
 			NsAddr: h.NsAddr.String(), PublishedTCP: p.Ingress.FromHostTCP}
 	}
+	published(&n, p, props)
 	if pn := p.WireGuard.Pinning; pn != nil {
 		sock := p.WireGuard.SocketNamespace
 		if sock == "" {
@@ -235,7 +236,6 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 func (c Collector) sections(n *Namespace, pf paths.PlanFile, props map[string]systemd.Props) {
 	c.collectSupervisor(n)
 	c.collectPending(n, pf)
-	n.Publish, n.ToHost = collectPublish(pf.Plan, props), collectToHost(pf.Plan)
 	n.PortForwarding = collectPortForwarding(pf.Plan, props)
 }
 
@@ -246,6 +246,9 @@ func (c Collector) kernel(n *Namespace, p *plan.Namespace, host *netns.NetNS) bo
 	fail := func(what string, err error) {
 		n.Errors = append(n.Errors, fmt.Sprintf("%s: %v", what, err))
 		ok = false
+	}
+	if host != nil {
+		c.hostSide(n, p, host)
 	}
 	if n.HostLink != nil && host != nil {
 		if links, err := kstate.Links(host); err != nil {

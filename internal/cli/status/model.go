@@ -77,7 +77,7 @@ type Namespace struct {
 	Supervisor     *Supervisor        `json:"supervisor"`               // tunnel.go: vpn-wg@'s state file
 	Pending        *PendingPlan       `json:"pendingPlan"`              // pending.go: compiled vs applied plan
 	Tripwire       *NamespaceTripwire `json:"tripwire"`                 // tripwire.go: host-side drop counter
-	Publish        []Published        `json:"publish"`                  // publish.go: published ports
+	Published      []Published        `json:"published"`                // publish.go: published ports (socket, holder, listeners)
 	ToHost         *ToHost            `json:"toHost,omitempty"`         // publish.go: egress.toHost exceptions
 	PortForwarding *PortForwarding    `json:"portForwarding,omitempty"` // portfwd.go: the provider lease
 }

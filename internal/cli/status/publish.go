@@ -2,121 +2,165 @@ package status
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
-	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
-	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
-// Published is one published port (plan.Publish): host sockets whose
-// connections reach Port inside the namespace, through the confined
-// proxy (vpn-publish-NAME-PORT.service) or handed to Activate directly.
+// Published is one publish entry: a socket unit in the host's namespace
+// and what holds its listener once activated (the proxy, or the listed
+// service of publish[].unit).
 type Published struct {
-	Listen   []string `json:"listen"`
-	Port     uint16   `json:"port"`
-	Activate string   `json:"activate,omitempty"`
-	LAN      bool     `json:"lan"`
-	// Socket is the host-side socket unit; Proxy the proxy service (nil
-	// with Activate: the listed service takes the connections itself).
-	Socket Unit  `json:"socket"`
-	Proxy  *Unit `json:"proxy,omitempty"`
+	Unit     string `json:"unit"` // vpn-publish-NAME-PORT
+	Port     uint16 `json:"port"` // the confined port
+	Activate string `json:"activate,omitempty"`
+	// Socket and Service are the ActiveState/SubState of the socket unit
+	// and of the holder (the proxy service, or Activate).
+	Socket       Unit            `json:"socket"`
+	Service      Unit            `json:"service"`
+	Listen       []PublishedAddr `json:"listen"`
+	Connections  int             `json:"connections"`
+	KernelRead   bool            `json:"kernelRead"`
+	BindToDevice string          `json:"bindToDevice,omitempty"`
 }
 
-// ToHost are the host ports confined services may open over the host
-// link (egress.toHost).
+// PublishedAddr is one host address of a published port.
+type PublishedAddr struct {
+	Address string `json:"address"`
+	// Listening: a socket listens there; HeldBySystemd: PID 1 holds it
+	// (the socket unit's own listener; without it only an already
+	// activated service still accepts, and nothing will activate again).
+	Listening     bool     `json:"listening"`
+	HeldBySystemd bool     `json:"heldBySystemd"`
+	Holders       []string `json:"holders"`
+	// Connections are the established connections accepted there now.
+	Connections int `json:"connections"`
+}
+
+// ToHost are the host ports confined services may open (egress.toHost).
 type ToHost struct {
-	Address string   `json:"address"`
+	Address string   `json:"address"` // the host's end of the host link
 	TCP     []uint16 `json:"tcp"`
 	UDP     []uint16 `json:"udp"`
+	// Connections counts established TCP connections from the namespace
+	// per port, now (read in the host's namespace).
+	Connections map[uint16]int `json:"connections"`
+	// Table is the host-side table inet vpnc_hostlink_NAME; its counters
+	// count new connections (TCP) and new flows (UDP) accepted from the
+	// namespace, and what it dropped from the link.
+	Table        string `json:"table"`
+	TablePresent bool   `json:"tablePresent"`
+	AcceptedTCP  uint64 `json:"acceptedTcpPackets"`
+	AcceptedUDP  uint64 `json:"acceptedUdpPackets"`
+	Dropped      uint64 `json:"droppedPackets"`
+	KernelRead   bool   `json:"kernelRead"`
 }
 
-// publishUnits are the socket and proxy units of p's published ports.
-func publishUnits(p *plan.Namespace) []string {
-	var out []string
-	for _, pub := range p.Publish {
-		out = append(out, pub.Unit+".socket")
-		if pub.Activate == "" {
-			out = append(out, pub.Unit+".service")
-		}
+func (p Published) holderName() string {
+	if p.Activate != "" {
+		return p.Activate
 	}
-	return out
+	return p.Unit + ".service"
 }
 
-// collectPublish lists the published ports with their units' states.
-func collectPublish(p *plan.Namespace, props map[string]systemd.Props) []Published {
-	out := []Published{}
-	for _, pub := range p.Publish {
-		e := Published{Listen: pub.Listen, Port: pub.Port, Activate: pub.Activate, LAN: pub.LAN,
-			Socket: unitOf(pub.Unit+".socket", props[pub.Unit+".socket"])}
-		if pub.Activate == "" {
-			u := unitOf(pub.Unit+".service", props[pub.Unit+".service"])
-			e.Proxy = &u
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-// collectToHost lists the egress.toHost exceptions.
-func collectToHost(p *plan.Namespace) *ToHost {
-	if len(p.Egress.ToHostTCP)+len(p.Egress.ToHostUDP) == 0 {
-		return nil
-	}
-	t := &ToHost{TCP: p.Egress.ToHostTCP, UDP: p.Egress.ToHostUDP}
-	if p.HostLink != nil {
-		t.Address = p.HostLink.HostAddr.String()
-	}
-	return t
-}
-
-// publish: a published port whose socket is not listening while the
-// namespace is up cannot be reached.
-func (a *assessor) publish() {
-	n := a.n
-	if !n.Netns.Present {
-		return
-	}
-	for _, e := range n.Publish {
-		if s := e.Socket; s.ActiveState == "failed" {
-			a.problem(StateFailed, "published %s → port %d: %s failed; see: journalctl -u %s", strings.Join(e.Listen, " "), e.Port, s.Name, s.Name)
-		} else if s.ActiveState != "" && s.ActiveState != "active" {
-			a.problem(StateDegraded, "published %s → port %d: %s is %s, so nothing listens on the host (systemctl start %s)",
-				strings.Join(e.Listen, " "), e.Port, s.Name, s.ActiveState, s.Name)
-		}
-	}
-}
-
-func (n *Namespace) writePublish(p printer) {
-	for i, e := range n.Publish {
+func (n *Namespace) writePublished(w io.Writer) {
+	for i, p := range n.Published {
 		label := ""
 		if i == 0 {
 			label = "published"
 		}
-		to := fmt.Sprintf("port %d in the namespace (proxy %s)", e.Port, unitText(derefUnit(e.Proxy)))
-		if e.Activate != "" {
-			to = fmt.Sprintf("%s directly (socket activation)", e.Activate)
+		var addrs []string
+		for _, l := range p.Listen {
+			addrs = append(addrs, l.Address)
 		}
-		lan := ""
-		if e.LAN {
-			lan = " [LAN]"
+		target := fmt.Sprintf("port %d in the namespace (proxy %s %s)", p.Port, p.holderName(), stateText(p.Service))
+		if p.Activate != "" {
+			target = fmt.Sprintf("port %d, handed to %s (%s)", p.Port, p.Activate, stateText(p.Service))
 		}
-		p.row(label, "%s%s → %s; %s", strings.Join(e.Listen, " "), lan, to, unitText(e.Socket))
+		conns := ""
+		if p.KernelRead {
+			conns = ", " + plural(p.Connections, "connection")
+		}
+		fmt.Fprintf(w, "    %-10s %s → %s; %s %s%s\n", label, strings.Join(addrs, " "), target, p.Unit+".socket", stateText(p.Socket), conns)
+		if !p.KernelRead {
+			continue
+		}
+		for _, l := range p.Listen {
+			switch {
+			case !l.Listening:
+				fmt.Fprintf(w, "    %-10s   %s: NOT listening\n", "", l.Address)
+			case !l.HeldBySystemd:
+				fmt.Fprintf(w, "    %-10s   %s: held only by %s, not by systemd\n", "", l.Address, strings.Join(l.Holders, ", "))
+			case len(p.Listen) > 1:
+				fmt.Fprintf(w, "    %-10s   %s: %s\n", "", l.Address, plural(l.Connections, "connection"))
+			}
+		}
 	}
 	if t := n.ToHost; t != nil {
 		var ps []string
-		for _, x := range t.TCP {
-			ps = append(ps, fmt.Sprintf("tcp %d", x))
+		for _, p := range t.TCP {
+			s := fmt.Sprintf("tcp/%d", p)
+			if t.KernelRead {
+				s += fmt.Sprintf(" (%s)", plural(t.Connections[p], "connection"))
+			}
+			ps = append(ps, s)
 		}
-		for _, x := range t.UDP {
-			ps = append(ps, fmt.Sprintf("udp %d", x))
+		for _, p := range t.UDP {
+			ps = append(ps, fmt.Sprintf("udp/%d", p))
 		}
-		p.row("to host", "confined services may open %s on %s", strings.Join(ps, ", "), t.Address)
+		fmt.Fprintf(w, "    %-10s confined services may open %s on the host at %s\n", "to host", strings.Join(ps, ", "), t.Address)
+		switch {
+		case !t.KernelRead:
+		case !t.TablePresent:
+			fmt.Fprintf(w, "    %-10s table inet %s NOT loaded on the host\n", "", t.Table)
+		default:
+			fmt.Fprintf(w, "    %-10s table inet %s: %d TCP connections and %d UDP flows accepted, %d packets dropped from the link\n", "", t.Table, t.AcceptedTCP, t.AcceptedUDP, t.Dropped)
+		}
 	}
 }
 
-func derefUnit(u *Unit) Unit {
-	if u == nil {
-		return Unit{}
+func stateText(u Unit) string {
+	switch {
+	case u.ActiveState == "":
+		return "state unknown"
+	case u.LoadState == "not-found":
+		return "not found"
 	}
-	return *u
+	return u.ActiveState
+}
+
+// assessPublished adds the problems of published ports while the
+// namespace runs: a socket unit that is not active, or active without
+// its listener (its file was gone at a daemon-reload), closes the port.
+func (a *assessor) assessPublished(k Known) {
+	n := a.n
+	ns := units.Instance(units.NsTemplate, n.Name)
+	for _, p := range n.Published {
+		sock := p.Unit + ".socket"
+		switch {
+		case !k.Systemd:
+			continue
+		case p.Socket.ActiveState == "failed":
+			a.problem(StateFailed, "%s failed: the published port is closed (is the address in use? vpn-confinement doctor; journalctl -u %s)", sock, sock)
+			continue
+		case p.Socket.ActiveState != "active":
+			a.problem(StateDegraded, "%s is %s: the published port is closed (systemctl start %s)", sock, p.Socket.ActiveState, sock)
+			continue
+		}
+		if !p.KernelRead {
+			continue
+		}
+		for _, l := range p.Listen {
+			switch {
+			case !l.Listening:
+				a.problem(StateDegraded, "%s is active but nothing listens on %s (its unit file was gone at a daemon-reload): systemctl reload %s", sock, l.Address, ns)
+			case !l.HeldBySystemd:
+				a.problem(StateDegraded, "%s: only %s still holds %s; systemd has closed its listener, so nothing accepts there once it exits: systemctl reload %s", sock, strings.Join(l.Holders, ", "), l.Address, ns)
+			}
+		}
+	}
+	if t := n.ToHost; t != nil && t.KernelRead && !t.TablePresent {
+		a.problem(StateDegraded, "table inet %s is missing on the host: the host does not restrict what the namespace reaches over the link (restart %s)", t.Table, ns)
+	}
 }

@@ -211,7 +211,7 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 			more("published tcp %s: connect from the host to %s", strings.Join(ps, ", "), h.NsAddr)
 		}
 	}
-	n.writePublish(p)
+	n.writePublished(p.w)
 	n.writePortForwarding(p)
 	n.writeTripwire(p)
 	for i, u := range n.Confined {

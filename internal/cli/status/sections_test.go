@@ -133,12 +133,6 @@ func TestAssessSections(t *testing.T) {
 		{"tripwire misses a unit", func(n *Namespace) {
 			n.Tripwire = &NamespaceTripwire{Unregistered: []string{"qbittorrent.service"}}
 		}, StateDegraded, "tripwire: qbittorrent.service runs, but its cgroup is not registered", ""},
-		{"published socket stopped", func(n *Namespace) {
-			n.Publish = []Published{{Listen: []string{"127.0.0.1:8080"}, Port: 8080, Socket: Unit{Name: "vpn-publish-media-8080.socket", ActiveState: "inactive"}}}
-		}, StateDegraded, "published 127.0.0.1:8080 → port 8080: vpn-publish-media-8080.socket is inactive", ""},
-		{"published socket failed", func(n *Namespace) {
-			n.Publish = []Published{{Listen: []string{"127.0.0.1:8080"}, Port: 8080, Socket: Unit{Name: "vpn-publish-media-8080.socket", ActiveState: "failed"}}}
-		}, StateFailed, "vpn-publish-media-8080.socket failed", ""},
 		{"lease unit stopped", func(n *Namespace) {
 			n.PortForwarding = &PortForwarding{Protocol: "natpmp", Unit: Unit{Name: "vpn-pf@media.service", ActiveState: "inactive"}}
 		}, StateDegraded, "port forwarding: vpn-pf@media.service is inactive", ""},
@@ -225,9 +219,9 @@ func TestRenderSections(t *testing.T) {
 	withSupervisor(tunnel.StateUp, "peer 0: up", true)(n)
 	n.Pending = &PendingPlan{PlanHash: "bbbbbbbbbbbbbbbbbbbb", AppliedHash: "aaaaaaaaaaaaaaaaaaaa", Pending: true, Command: "systemctl reload vpn-ns@media.service"}
 	n.Tripwire = &NamespaceTripwire{Registered: []string{"qbittorrent.service"}}
-	proxy := Unit{Name: "vpn-publish-media-8080.service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead"}
-	n.Publish = []Published{{Listen: []string{"127.0.0.1:8080", "[::1]:8080"}, Port: 8080,
-		Socket: Unit{Name: "vpn-publish-media-8080.socket", LoadState: "loaded", ActiveState: "active", SubState: "listening"}, Proxy: &proxy}}
+	n.Published = []Published{{Unit: "vpn-publish-media-8080", Port: 8080, Listen: []PublishedAddr{{Address: "127.0.0.1:8080"}, {Address: "[::1]:8080"}},
+		Socket:  Unit{Name: "vpn-publish-media-8080.socket", LoadState: "loaded", ActiveState: "active", SubState: "listening"},
+		Service: Unit{Name: "vpn-publish-media-8080.service", LoadState: "loaded", ActiveState: "inactive", SubState: "dead"}}}
 	n.ToHost = &ToHost{Address: "169.254.23.1", TCP: []uint16{5432}}
 	n.PortForwarding = &PortForwarding{Protocol: "natpmp", Gateway: "10.2.0.1", Apps: []string{"qbittorrent http://127.0.0.1:8080"},
 		Unit: Unit{Name: "vpn-pf@media.service", LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 900}}
@@ -243,8 +237,8 @@ func TestRenderSections(t *testing.T) {
 		"peer 1: unreachable, endpoint 2 of 3 198.51.100.7:51820, handshake 3m20s ago",
 		"kill switch dropped (packets): input 4, output 5",
 		"plan       pending (applied aaaaaaaaaaaa, compiled bbbbbbbbbbbb): systemctl reload vpn-ns@media.service",
-		"published  127.0.0.1:8080 [::1]:8080 → port 8080 in the namespace (proxy vpn-publish-media-8080.service inactive (dead)); vpn-publish-media-8080.socket active (listening)",
-		"to host    confined services may open tcp 5432 on 169.254.23.1",
+		"published  127.0.0.1:8080 [::1]:8080 → port 8080 in the namespace (proxy vpn-publish-media-8080.service inactive); vpn-publish-media-8080.socket active",
+		"to host    confined services may open tcp/5432 on the host at 169.254.23.1",
 		"port fwd   natpmp via 10.2.0.1; vpn-pf@media.service active (running, PID 900)",
 		"apps: qbittorrent http://127.0.0.1:8080",
 		"tripwire   0 packets dropped in the host namespace; watching qbittorrent.service",
@@ -271,7 +265,7 @@ func TestRenderSections(t *testing.T) {
 	var doc map[string]any
 	json.Unmarshal(b.Bytes(), &doc)
 	ns := doc["namespaces"].([]any)[0].(map[string]any)
-	for _, k := range []string{"supervisor", "pendingPlan", "tripwire", "publish", "toHost", "portForwarding"} {
+	for _, k := range []string{"supervisor", "pendingPlan", "tripwire", "published", "toHost", "portForwarding"} {
 		if ns[k] == nil {
 			t.Errorf("namespace JSON lacks %q", k)
 		}

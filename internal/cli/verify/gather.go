@@ -16,6 +16,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
+	"github.com/vpn-confinement/vpn-confinement/internal/sockdiag"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
@@ -35,6 +36,9 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 		return f, nil
 	}
 	f.Plan, f.Service, f.Kind = n, svc, kind
+	if kind == KindProxy || kind == KindPublishSocket {
+		_, f.Publish, _ = paths.FindPublish(plans, unit)
+	}
 	props, err := m.Show([]string{unit}, ShowProps...)
 	if err != nil {
 		return f, err
@@ -61,6 +65,12 @@ func Gather(p paths.Paths, m systemd.Manager, unit string) (Facts, error) {
 	if kind == KindService || kind == KindProxy {
 		f.Sockets, f.SocketsErr = procfs.HostUnixSockets(p.Proc)
 		f.Own = procfs.SocketInodes(p.Proc, f.PIDs)
+	}
+	if kind == KindPublishSocket {
+		if hp, err := m.Show([]string{holderUnit(f)}, ShowProps...); err == nil {
+			f.HolderProps = hp[0]
+		}
+		f.Listeners, f.ListenersErr = initListeners(p, f.Publish.Listen)
 	}
 	ns, err := netns.Open(p.Netns(n.Name))
 	if err != nil {
@@ -130,6 +140,37 @@ func mainFirst(main int, pids []int) []int {
 		}
 	}
 	return out
+}
+
+// initListeners reports, per listen address, whether PID 1 holds a
+// listening socket there in its (the host's) namespace.
+func initListeners(p paths.Paths, listen []string) (map[string]bool, error) {
+	host, err := netns.Open(filepath.Join(p.Proc, "1", "ns", "net"))
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
+	socks, err := sockdiag.TCP(host)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, l := range listen {
+		ap, ok := sockdiag.ParseListen(l)
+		if !ok {
+			continue
+		}
+		var inodes []uint32
+		for _, s := range sockdiag.Listeners(socks, ap) {
+			inodes = append(inodes, s.Inode)
+		}
+		for _, hs := range sockdiag.Holders(p.Proc, inodes) {
+			for _, h := range hs {
+				out[l] = out[l] || h.PID == 1
+			}
+		}
+	}
+	return out, nil
 }
 
 // blockedBy reads the generator's drop-in of unit: for a unit of an

@@ -14,6 +14,9 @@ const (
 	// KindProxy is a published port's proxy (vpn-publish-NAME-PORT.service):
 	// systemd-socket-proxyd, DynamicUser, no capabilities.
 	KindProxy = "publish proxy"
+	// KindPublishSocket is a published port's host socket
+	// (vpn-publish-NAME-PORT.socket), in the host's namespace.
+	KindPublishSocket = "published socket"
 	// KindPortFwd is the lease helper vpn-pf@NAME: root with CAP_NET_ADMIN
 	// only (the forwarded-port set of its namespace's firewall).
 	KindPortFwd = "port forwarding"
@@ -40,6 +43,9 @@ func findUnit(plans []paths.PlanFile, unit string) (*plan.Namespace, *plan.Unit,
 		for _, p := range n.Publish {
 			if p.Activate == "" && p.Unit+".service" == unit {
 				return n, nil, KindProxy
+			}
+			if p.Unit+".socket" == unit {
+				return n, nil, KindPublishSocket
 			}
 		}
 		if n.PortForwarding != nil && unit == units.Instance(units.PfTemplate, n.Name) {

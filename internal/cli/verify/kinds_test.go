@@ -13,7 +13,6 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
-	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
 func TestFindUnit(t *testing.T) {
@@ -26,6 +25,8 @@ func TestFindUnit(t *testing.T) {
 		"web.socket":                     KindSocket,
 		"vpn-publish-media-8080.service": KindProxy,
 		"vpn-publish-media-9000.service": "", // activates the service directly: no proxy
+		"vpn-publish-media-8080.socket":  KindPublishSocket,
+		"vpn-publish-media-9000.socket":  KindPublishSocket,
 		"vpn-pf@media.service":           KindPortFwd,
 		"vpn-pf@other.service":           "",
 		"nginx.service":                  "",
@@ -39,20 +40,8 @@ func TestFindUnit(t *testing.T) {
 // TestHelperUnits: the proxy passes with no capability and the same hidden
 // paths; vpn-pf@ may have CAP_NET_ADMIN and nothing else.
 func TestHelperUnits(t *testing.T) {
-	w := newWorld(t)
-	n := w.facts.Plan
-	n.Publish = []plan.Publish{{Unit: "vpn-publish-media-8080", Listen: []string{"127.0.0.1:8080"}, Port: 8080}}
-	proxy := "vpn-publish-media-8080.service"
-	frag := filepath.Join(w.p.GeneratorDir, proxy)
-	write(t, frag, string(units.PublishProxy(n, n.Publish[0])))
-	w.facts.Unit, w.facts.Kind, w.facts.Service = proxy, KindProxy, nil
-	w.facts.Props["FragmentPath"], w.facts.Props["DropInPaths"], w.facts.Props["DynamicUser"] = frag, "", "yes"
-	b, _ := os.ReadFile(frag)
-	for k, v := range effective(parse(frag, b)) {
-		w.facts.Props[k] = v
-	}
-	w.facts.Props["NetworkNamespacePath"] = w.p.Netns("media")
-	w.refresh()
+	w := proxyWorld(t)
+	w.facts.PIDs = []int{100, 101}
 	l := Checks(w.p, w.facts)
 	r := results(l)
 	if l.Failed() || r["unit-file"] != check.Pass || r["dns"] != check.Skip || r["control-planes"] != check.Pass || r["capabilities"] != check.Pass {

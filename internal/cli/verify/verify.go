@@ -73,11 +73,19 @@ type Facts struct {
 	FirewallErr error
 	Links       []kstate.Link
 	LinksErr    error
+	// Publish is set when Unit is a published port's socket or proxy
+	// (generated units, see publishChecks); HolderProps are the unit
+	// properties of what the socket activates, Listeners which listen
+	// addresses PID 1 holds a listening socket on (host namespace).
+	Publish      *plan.Publish
+	HolderProps  systemd.Props
+	Listeners    map[string]bool
+	ListenersErr error
 }
 
 // ShowProps are the unit properties Gather asks systemd for.
 var ShowProps = []string{"Id", "LoadState", "ActiveState", "SubState", "MainPID", "ControlGroup", "NetworkNamespacePath", "DropInPaths",
-	"FragmentPath", "CapabilityBoundingSet", "AmbientCapabilities", "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths",
+	"FragmentPath", "Triggers", "ExecStart", "CapabilityBoundingSet", "AmbientCapabilities", "InaccessiblePaths", "TemporaryFileSystem", "BindReadOnlyPaths",
 	"ProtectSystem", "NoNewPrivileges", "User", "DynamicUser",
 	"BindPaths", "ReadWritePaths", "IPAddressDeny", "IPAddressAllow", "PrivateNetwork", "RestrictAddressFamilies",
 	"ExecConditionEx", "ExecStartPreEx", "ExecStartEx", "ExecStartPostEx", "ExecReloadEx", "ExecStopEx", "ExecStopPostEx"}
@@ -114,6 +122,8 @@ func Checks(p paths.Paths, f Facts) check.List {
 		return l
 	}
 	switch f.Kind {
+	case KindPublishSocket:
+		return publishSocketChecks(p, f)
 	case KindProxy:
 		l.Add("plan", check.Pass, "the proxy of a published port of %s (namespace %s)", n.Source, n.Name)
 	case KindPortFwd:
@@ -126,6 +136,9 @@ func Checks(p paths.Paths, f Facts) check.List {
 	if f.Kind != KindSocket {
 		checkOverrides(&l, f)
 	}
+	if f.Kind == KindProxy {
+		checkIPFilter(&l, f)
+	}
 	checkFirewall(&l, f, pin)
 	checkLinks(&l, f, n)
 	if f.Kind == KindSocket || strings.HasSuffix(f.Unit, ".socket") {
@@ -134,11 +147,13 @@ func Checks(p paths.Paths, f Facts) check.List {
 	}
 	state := f.Props["ActiveState"] + "/" + f.Props["SubState"]
 	if f.Props["ActiveState"] != "active" || len(f.PIDs) == 0 {
-		hint := "start it first"
 		if f.Kind == KindProxy {
-			hint = "it starts on the first connection to the published port: connect once, then verify"
+			// Idle is its normal state: what it will run as is attested
+			// above (unit file, overrides, IP filter).
+			l.Add("running", check.Skip, "%s is not running (%s): it starts with the first connection to %s; connect once, then verify again", f.Unit, state, strings.Join(f.Publish.Listen, " "))
+			return l
 		}
-		l.Add("running", check.Fail, "%s is not running (%s): nothing to attest; %s", f.Unit, state, hint)
+		l.Add("running", check.Fail, "%s is not running (%s): nothing to attest; start it first", f.Unit, state)
 		return l
 	}
 	note := ""
@@ -162,6 +177,7 @@ func Checks(p paths.Paths, f Facts) check.List {
 		checkControlPlanes(&l, p, f, f.Service, root)
 	case KindProxy:
 		l.Add("dns", check.Skip, "the proxy connects to 127.0.0.1 only and resolves nothing")
+		checkProxyUser(&l, p, f)
 		checkHidden(&l, p, "keys", secretPaths(n), root, "visible")
 		checkSystemdTmpfs(&l, p, root)
 		checkSystemBus(&l, p, n, nil, root)
@@ -233,9 +249,13 @@ func checkDropIn(l *check.List, p paths.Paths, f Facts, pin string) {
 		case frag != want:
 			l.Add("unit-file", check.Fail, "systemd loaded %s from %q, not the generated %s (a unit of that name elsewhere overrides it)", f.Unit, frag, want)
 		case nnp != pin:
-			l.Add("unit-file", check.Fail, "effective NetworkNamespacePath=%q, not %s%s", nnp, pin, culprits(f, "NetworkNamespacePath"))
+			l.Add("unit-file", check.Fail, "effective NetworkNamespacePath=%q, not %s: the proxy would run in the host's namespace%s", nnp, pin, culprits(f, "NetworkNamespacePath"))
+		case f.Publish == nil:
+			l.Add("unit-file", check.Fail, "no publish entry of %s generates %s", f.Plan.Source, f.Unit)
+		case !strings.Contains(f.Props["ExecStart"], fmt.Sprintf(" 127.0.0.1:%d ", f.Publish.Port)):
+			l.Add("unit-file", check.Fail, "ExecStart does not forward to 127.0.0.1:%d: %s", f.Publish.Port, f.Props["ExecStart"])
 		default:
-			l.Add("unit-file", check.Pass, "%s (generated), NetworkNamespacePath=%s", want, pin)
+			l.Add("unit-file", check.Pass, "%s (generated), NetworkNamespacePath=%s, forwards to 127.0.0.1:%d%s", want, pin, f.Publish.Port, dropInNote(f))
 		}
 		return
 	case KindPortFwd:

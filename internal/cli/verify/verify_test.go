@@ -161,6 +161,9 @@ func effective(settings []unitfile.Setting) map[string]string {
 			}
 		case "NetworkNamespacePath", "ProtectSystem", "NoNewPrivileges", "ProtectHome", "PrivateNetwork":
 			out[st.Key] = st.Value
+		case "ExecStart":
+			argv := strings.TrimLeft(st.Value, "-+!@:")
+			out[st.Key] = "{ path=" + strings.Fields(argv)[0] + " ; argv[]=" + argv + " ; ignore_errors=no }"
 		}
 	}
 	return out
@@ -435,4 +438,95 @@ func text(l check.List) string {
 	var b bytes.Buffer
 	l.WriteText(&b)
 	return b.String()
+}
+
+// proxyWorld turns the world into a published port's proxy: the
+// generated unit, its effective settings, its process in the namespace as
+// a dynamic user.
+func proxyWorld(t *testing.T) *world {
+	w := newWorld(t)
+	n := w.facts.Plan
+	n.Publish = []plan.Publish{{Unit: "vpn-publish-media-8080", Listen: []string{"127.0.0.1:8080"}, Port: 8080}}
+	proxy := "vpn-publish-media-8080.service"
+	frag := filepath.Join(w.p.GeneratorDir, proxy)
+	write(t, frag, string(units.PublishProxy(n, n.Publish[0])))
+	w.facts.Unit, w.facts.Kind, w.facts.Service, w.facts.Publish = proxy, KindProxy, nil, &n.Publish[0]
+	w.facts.Props["FragmentPath"], w.facts.Props["DropInPaths"], w.facts.Props["DynamicUser"] = frag, "", "yes"
+	b, _ := os.ReadFile(frag)
+	for k, v := range effective(parse(frag, b)) {
+		w.facts.Props[k] = v
+	}
+	w.facts.Props["NetworkNamespacePath"] = w.p.Netns("media")
+	w.facts.PIDs = []int{100}
+	w.refresh()
+	return w
+}
+
+func TestPublishProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(w *world)
+		fail   string
+		detail string
+	}{
+		{"all pass", func(w *world) {}, "", ""},
+		{"not generated", func(w *world) { w.facts.Props["FragmentPath"] = "/etc/systemd/system/vpn-publish-media-8080.service" }, "unit-file", "a unit of that name elsewhere overrides it"},
+		{"outside the namespace", func(w *world) { w.facts.Props["NetworkNamespacePath"] = "" }, "unit-file", "would run in the host's namespace"},
+		{"wider IP filter", func(w *world) { w.facts.Props["IPAddressAllow"] = "127.0.0.0/8 ::1/128 10.0.0.0/8" }, "ip-filter", "more than loopback"},
+		{"root", func(w *world) {
+			write(w.t, filepath.Join(w.p.Proc, "100", "status"), strings.Replace(statusOK, "Uid:\t61234\t61234", "Uid:\t0\t0", 1))
+		}, "user", "runs as root: PID 100"},
+		{"a capability", func(w *world) {
+			write(w.t, filepath.Join(w.p.Proc, "100", "status"), strings.Replace(statusOK, "CapBnd:\t0000000000000000", "CapBnd:\t0000000000000400", 1))
+		}, "capabilities", "beyond the compiled set (none): PID 100 (qbittorrent-nox): CAP_NET_BIND_SERVICE (bounding)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := proxyWorld(t)
+			tc.mutate(w)
+			l := Checks(w.p, w.facts)
+			var b bytes.Buffer
+			l.WriteText(&b)
+			if tc.fail == "" {
+				if l.Failed() || !strings.Contains(b.String(), "PASS  user") || !strings.Contains(b.String(), "PASS  ip-filter") {
+					t.Errorf("want all PASS:\n%s", b.String())
+				}
+				return
+			}
+			if results(l)[tc.fail] != check.Fail || !strings.Contains(b.String(), tc.detail) {
+				t.Errorf("want %s to FAIL with %q:\n%s", tc.fail, tc.detail, b.String())
+			}
+		})
+	}
+	// Idle proxy: the static checks still run, the process checks wait.
+	w := proxyWorld(t)
+	w.facts.Props["ActiveState"], w.facts.PIDs = "inactive", nil
+	l := Checks(w.p, w.facts)
+	if l.Failed() || results(l)["running"] != check.Skip || results(l)["ip-filter"] != check.Pass {
+		var b bytes.Buffer
+		l.WriteText(&b)
+		t.Errorf("idle proxy:\n%s", b.String())
+	}
+}
+
+func TestPublishSocket(t *testing.T) {
+	w := proxyWorld(t)
+	w.facts.Unit, w.facts.Kind = "vpn-publish-media-8080.socket", KindPublishSocket
+	w.facts.Props = systemd.Props{"LoadState": "loaded", "ActiveState": "active", "SubState": "listening",
+		"FragmentPath": filepath.Join(w.p.GeneratorDir, "vpn-publish-media-8080.socket"), "Triggers": "vpn-publish-media-8080.service"}
+	w.facts.HolderProps = systemd.Props{"LoadState": "loaded", "NetworkNamespacePath": w.p.Netns("media")}
+	w.facts.Listeners = map[string]bool{"127.0.0.1:8080": true}
+	l := Checks(w.p, w.facts)
+	var b bytes.Buffer
+	l.WriteText(&b)
+	if l.Failed() || !strings.Contains(b.String(), "PASS  activates") || !strings.Contains(b.String(), "PASS  listening") {
+		t.Errorf("want all PASS:\n%s", b.String())
+	}
+	w.facts.HolderProps["NetworkNamespacePath"] = ""
+	w.facts.Listeners = map[string]bool{}
+	l = Checks(w.p, w.facts)
+	if r := results(l); r["activates"] != check.Fail || r["listening"] != check.Fail {
+		b.Reset()
+		l.WriteText(&b)
+		t.Errorf("an unconfined target and no listener must fail:\n%s", b.String())
+	}
 }
