@@ -458,5 +458,19 @@ func Down(n *plan.Namespace, log *journal.Logger) error {
 	if err := writeAtomic(EnvFile(n.Name), []byte("VPN_FORWARDED_PORT=\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
+	// The report says so too, also after a crash of the helper.
+	if n.PortForwarding != nil {
+		now := time.Now()
+		st := State{Protocol: n.PortForwarding.Protocol, Since: now, Lease: "stopped", Updated: now}
+		if old, err := LoadState(n.Name); err == nil {
+			st.Changes = old.Changes
+			if old.Port == 0 {
+				st.Since = old.Since
+			}
+		}
+		if err := st.write(n.Name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
