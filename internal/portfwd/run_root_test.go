@@ -453,12 +453,31 @@ func TestRunTunnelLink(t *testing.T) {
 		t.Errorf("forwarded_ports without a tunnel: %v", got)
 	}
 
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: r.tp.ClientIf}, PeerName: r.tp.GWIf, PeerNamespace: netlink.NsFd(r.tp.GW.Fd())}
-	if err := h.LinkAdd(veth); err != nil {
+	addLink := func() {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: r.tp.ClientIf}, PeerName: r.tp.GWIf, PeerNamespace: netlink.NsFd(r.tp.GW.Fd())}
+		if err := h.LinkAdd(veth); err != nil {
+			t.Fatal(err)
+		}
+		pmpnet.LinkUp(t, r.tp.Client, r.tp.ClientIf, r.tp.Address.String()+"/24")
+		pmpnet.LinkUp(t, r.tp.GW, r.tp.GWIf, r.tp.GWAddr.String()+"/24", r.tp.Stray.String()+"/24")
+	}
+	addLink()
+	r.waitPorts(90*time.Second, gwPort)
+	r.files(gwPort)
+
+	// Recreated between two polls, as the tunnel helper does it: a new
+	// link, so a new lease all the same.
+	l, err = h.LinkByName(r.tp.ClientIf)
+	if err != nil {
 		t.Fatal(err)
 	}
-	pmpnet.LinkUp(t, r.tp.Client, r.tp.ClientIf, r.tp.Address.String()+"/24")
-	pmpnet.LinkUp(t, r.tp.GW, r.tp.GWIf, r.tp.GWAddr.String()+"/24", r.tp.Stray.String()+"/24")
+	if err := h.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	addLink()
+	r.waitFor("a second close", 10*time.Second, func() bool {
+		return strings.Count(r.log.String(), fmt.Sprintf("port %d closed: tunnel %s", gwPort, r.tp.ClientIf)) == 2
+	})
 	r.waitPorts(90*time.Second, gwPort)
 	r.files(gwPort)
 
@@ -475,7 +494,7 @@ func TestRunTunnelLink(t *testing.T) {
 		t.Errorf("down: %v\n%s", err, out)
 	}
 	r.files(0)
-	r.history([]uint16{}, []uint16{gwPort}, []uint16{}, []uint16{gwPort}, []uint16{})
+	r.history([]uint16{}, []uint16{gwPort}, []uint16{}, []uint16{gwPort}, []uint16{}, []uint16{gwPort}, []uint16{})
 }
 
 // TestRunHostileReplies: a malformed or hostile NAT-PMP answer is refused
