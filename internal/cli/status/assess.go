@@ -101,6 +101,7 @@ func Assess(n *Namespace, k Known, now time.Time) {
 		}
 		a.tunnel(now)
 		a.dnsAndLinks()
+		a.portForward()
 		if a.state == "" {
 			a.state = StateUp
 		}
@@ -184,5 +185,31 @@ func (a *assessor) dnsAndLinks() {
 		if !h.NsPresent {
 			a.problem(StateDegraded, "host link: %s is missing in the namespace", h.NsIf)
 		}
+	}
+}
+
+// portForward compares the lease helper's report with the firewall: the
+// set must hold exactly the reported port (a static port always).
+func (a *assessor) portForward() {
+	pf := a.n.PortForward
+	if pf == nil {
+		return
+	}
+	unit := units.Instance(units.PfTemplate, a.n.Name)
+	u := a.n.unit(units.PfTemplate)
+	active := u != nil && u.ActiveState == "active"
+	if pf.Open != nil && pf.Protocol != "static" {
+		switch {
+		case pf.Port == 0 && len(pf.Open) > 0:
+			a.problem(StateDegraded, "the firewall accepts forwarded port(s) %v inbound but %s reports no lease (restart %s)", pf.Open, unit, unit)
+		case pf.Port != 0 && (len(pf.Open) != 1 || pf.Open[0] != pf.Port):
+			a.problem(StateDegraded, "%s reports port %d but the firewall's forwarded_ports holds %v (restart %s)", unit, pf.Port, pf.Open, unit)
+		}
+	}
+	switch {
+	case !pf.Reported && active:
+		a.note("%s runs but has not reported yet", unit)
+	case pf.Port == 0 && active && pf.Lease != "":
+		a.note("no forwarded port yet: %s (journalctl -u %s)", pf.Lease, unit)
 	}
 }

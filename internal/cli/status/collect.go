@@ -21,6 +21,7 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/generator"
 	"github.com/vpn-confinement/vpn-confinement/internal/netns"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
+	"github.com/vpn-confinement/vpn-confinement/internal/portfwd"
 	"github.com/vpn-confinement/vpn-confinement/internal/resolvconf"
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
@@ -105,6 +106,9 @@ func chainUnits(p *plan.Namespace) []string {
 	if p.WireGuard.Pinning != nil {
 		out = append(out, units.Instance(units.PinTemplate, p.Name))
 	}
+	if p.PortForwarding != nil {
+		out = append(out, units.Instance(units.PfTemplate, p.Name))
+	}
 	return out
 }
 
@@ -180,6 +184,9 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 	if h := p.HostLink; h != nil {
 		n.HostLink = &HostLink{HostIf: h.HostIf, NsIf: h.NsIf, Subnet: h.Subnet.String(), HostAddr: h.HostAddr.String(),
 			NsAddr: h.NsAddr.String(), PublishedTCP: p.Ingress.FromHostTCP}
+	}
+	if pf := p.PortForwarding; pf != nil {
+		n.PortForward = c.portForward(p)
 	}
 	if pn := p.WireGuard.Pinning; pn != nil {
 		sock := p.WireGuard.SocketNamespace
@@ -280,6 +287,13 @@ func (c Collector) kernel(n *Namespace, p *plan.Namespace, host *netns.NetNS) bo
 	} else {
 		n.Firewall = fw
 	}
+	if pf := n.PortForward; pf != nil {
+		if open, err := firewall.Ports(ns, firewall.TableName, firewall.SetForwarded); err != nil {
+			fail("forwarded ports", err)
+		} else {
+			pf.Open = append([]uint16{}, open...)
+		}
+	}
 	if n.Tunnel.Present {
 		dev, err := kstate.ReadWireGuard(ns, p.WireGuard.Interface)
 		if err != nil {
@@ -314,6 +328,23 @@ func (c Collector) peers(n *Namespace, p *plan.Namespace, dev *kstate.WireGuard)
 		}
 		n.Tunnel.Peers = append(n.Tunnel.Peers, peer)
 	}
+}
+
+// portForward reads the lease helper's report, below c.Paths.RuntimeDir.
+func (c Collector) portForward(p *plan.Namespace) *PortForward {
+	pf := &PortForward{Protocol: p.PortForwarding.Protocol}
+	rel := strings.TrimPrefix(portfwd.StatePath(p.Name), plan.RuntimeDir)
+	st, err := portfwd.LoadStateFile(filepath.Join(c.Paths.RuntimeDir, rel))
+	if err != nil {
+		return pf
+	}
+	pf.Reported, pf.Port, pf.Lease, pf.Apps = true, st.Port, st.Lease, st.Apps
+	if !st.Since.IsZero() {
+		since := st.Since
+		age := int64(c.Now.Sub(since) / time.Second)
+		pf.Since, pf.Age = &since, &age
+	}
+	return pf
 }
 
 func netJoin(host string, port uint16) string {

@@ -66,6 +66,28 @@ type Namespace struct {
 	Pinning    *Pinning         `json:"pinning,omitempty"`
 	DNS        DNS              `json:"dns"`
 	HostLink   *HostLink        `json:"hostLink,omitempty"`
+	// PortForward is set when the plan has portForwarding.
+	PortForward *PortForward `json:"portForwarding,omitempty"`
+}
+
+// PortForward is the provider-forwarded port, as the lease helper
+// (vpn-pf@NAME) reports it and as the namespace's firewall holds it.
+type PortForward struct {
+	Protocol string `json:"protocol"`
+	// Port is the helper's report, 0 for none; Since is when it became
+	// that, Age how long ago (seconds).
+	Port  uint16     `json:"port"`
+	Since *time.Time `json:"since,omitempty"`
+	Age   *int64     `json:"ageSeconds,omitempty"`
+	// Lease is the lease loop's one-line status, Apps one line per
+	// torrent client.
+	Lease string   `json:"lease,omitempty"`
+	Apps  []string `json:"apps,omitempty"`
+	// Reported is false when the helper's state file could not be read.
+	Reported bool `json:"reported"`
+	// Open is the forwarded_ports set of the namespace's table (nil:
+	// not read).
+	Open []uint16 `json:"open"`
 }
 
 // Unit is a unit's state; for confined units with a main process, whether

@@ -182,6 +182,25 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 			more("published tcp %s: connect from the host to %s", strings.Join(ps, ", "), h.NsAddr)
 		}
 	}
+	if pf := n.PortForward; pf != nil {
+		switch {
+		case !pf.Reported:
+			row("port fwd", "%s: no report from the lease helper", pf.Protocol)
+		case pf.Port == 0:
+			row("port fwd", "%s: no forwarded port%s", pf.Protocol, ageText(pf, " since"))
+		default:
+			row("port fwd", "%d (%s)%s", pf.Port, pf.Protocol, ageText(pf, ", for"))
+		}
+		if pf.Lease != "" {
+			more("lease: %s", pf.Lease)
+		}
+		if pf.Open != nil {
+			more("firewall: forwarded_ports %s", portsText(pf.Open))
+		}
+		for _, a := range pf.Apps {
+			more("%s", a)
+		}
+	}
 	for i, u := range n.Confined {
 		label := ""
 		if i == 0 {
@@ -252,6 +271,24 @@ func firewallText(fw *kstate.Firewall) string {
 	}
 	s += fmt.Sprintf(", %d rules, %d sets; %d packets dropped (%s)", fw.Rules, fw.Sets, fw.DropPackets, bytesText(int64(fw.DropBytes)))
 	return s
+}
+
+func ageText(pf *PortForward, prefix string) string {
+	if pf.Age == nil {
+		return ""
+	}
+	return prefix + " " + durationText(time.Duration(*pf.Age)*time.Second)
+}
+
+func portsText(ps []uint16) string {
+	if len(ps) == 0 {
+		return "empty (nothing accepted inbound)"
+	}
+	var s []string
+	for _, p := range ps {
+		s = append(s, fmt.Sprint(p))
+	}
+	return "{ " + strings.Join(s, ", ") + " }"
 }
 
 func handshakeText(p Peer, now time.Time) string {
