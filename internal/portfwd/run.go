@@ -292,10 +292,17 @@ func (r *runner) provider() (lease.Provider, error) {
 }
 
 // credentialFile is where a KeySource's file is readable by this unit:
-// its systemd credential when it has one.
+// its systemd credential when systemd provided it (a private copy), else
+// the file itself, as the tunnel helper does with its key. systemd can
+// set $CREDENTIALS_DIRECTORY and still leave it empty (seen with 252 in a
+// container: not even SetCredential= appears), and a missing credential
+// must not make the helper fail when the file is there.
 func credentialFile(k plan.KeySource) string {
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && k.Credential != "" {
-		return filepath.Join(dir, k.Credential)
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && k.Credential != "" && !strings.ContainsRune(k.Credential, '/') {
+		p := filepath.Join(dir, k.Credential)
+		if _, err := os.Lstat(p); err == nil || k.File == "" {
+			return p
+		}
 	}
 	return k.File
 }
