@@ -116,9 +116,10 @@ func PortForwardDropIn(n *plan.Namespace) []byte {
 		}
 	}
 	f.add("Service", "LoadCredential", creds...)
-	if pf.HookUnit != "" {
-		f.add("Unit", "Wants", pf.HookUnit)
-	}
+	// No Wants= on the hook unit: the helper restarts it on every change,
+	// and a Wants= would also start it at each (re)start of vpn-pf@ with
+	// whatever the env file says, until the hook hits its start limit and
+	// the helper's own restarts of it fail.
 	return f.bytes()
 }
 
