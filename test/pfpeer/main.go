@@ -82,6 +82,9 @@ func serve(args []string) error {
 	pmpStray := fs.String("natpmp-stray", "127.0.0.2:0", "source of wrong-source replies (an address of this namespace)")
 	pmpPort := fs.Uint("natpmp-port", 38534, "first forwarded port")
 	pmpLife := fs.Uint("natpmp-lifetime", 60, "maximum granted lifetime (s)")
+	// Debian 12's natpmpc prints any address; later libnatpmp releases
+	// refuse reserved ranges such as 198.51.100.0/24.
+	pmpExt := fs.String("natpmp-external", "1.2.3.4", "public address reported")
 	piaAddr := fs.String("pia", "", "PIA gateway API address, e.g. 10.123.0.1:19999")
 	piaHost := fs.String("pia-hostname", "pf-test.privacy.network", "the gateway certificate's name")
 	tokenAddr := fs.String("token", "", "token API address, e.g. 10.123.0.77:443")
@@ -96,9 +99,12 @@ func serve(args []string) error {
 	}
 	s := &servers{}
 	if *pmpAddr != "" {
-		var err error
+		ext, err := netip.ParseAddr(*pmpExt)
+		if err != nil {
+			return err
+		}
 		s.pmp, err = natpmpd.Start(natpmpd.Config{
-			Listen: *pmpAddr, Stray: *pmpStray, External: netip.MustParseAddr("198.51.100.7"),
+			Listen: *pmpAddr, Stray: *pmpStray, External: ext,
 			Port: uint16(*pmpPort), MaxLifetime: uint32(*pmpLife),
 		})
 		if err != nil {
