@@ -156,7 +156,7 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 				r.mu.Unlock()
 				r.apply(ctx, 0, why)
 			},
-			Logf:   func(f string, a ...any) { r.log.Infof("port forwarding: "+f, a...) },
+			Logf: func(f string, a ...any) { r.log.Infof("port forwarding: "+f, a...) },
 		})
 		statusDone := make(chan struct{})
 		go r.statusLoop(lctx, statusDone)

@@ -402,7 +402,7 @@ func TestRunLeaseChangeLoss(t *testing.T) {
 	// Loss: the gateway goes silent; the lease runs out and the port
 	// closes.
 	r.srv.SetMode(natpmpd.Silent)
-	r.waitPorts(30*time.Second)
+	r.waitPorts(30 * time.Second)
 	r.files(0)
 	if l := r.log.String(); !strings.Contains(l, "port 40000 closed: lease of port 40000 expired") {
 		t.Errorf("no loss line in the log:\n%s", l)

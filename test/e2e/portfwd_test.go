@@ -222,7 +222,7 @@ type app struct {
 	// staleUDP is a UDP port the daemon keeps after a change (Transmission
 	// 3.00 moves TCP at once, UDP only at its next start: APPS.md §3.2).
 	staleUDP uint16
-	setup func(t *testing.T, c *ct.Container)
+	setup    func(t *testing.T, c *ct.Container)
 	// apiPort asks the app's own API for its listening port.
 	apiPort func(c *ct.Container, ns string) (uint16, string)
 	// afterLoss is what the API reports once the port is lost, given the
