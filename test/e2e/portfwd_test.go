@@ -214,6 +214,7 @@ func (x *pfWorld) listening(daemon string) []uint16 {
 // app is a torrent daemon under test.
 type app struct {
 	name   string   // container suffix
+	pkg    string   // Debian package (its version is logged)
 	units  []string // to start; the first is the daemon
 	daemon string   // its process name as ss shows it
 	yaml   string   // services: and portForwarding.apps entries
@@ -243,7 +244,7 @@ func jsonPort(out, expr string) (uint16, string) {
 }
 
 var qbittorrent = app{
-	name: "qbt", units: []string{"qbittorrent-nox@qbt.service"}, daemon: "qbittorrent-nox", other: 8080,
+	name: "qbt", pkg: "qbittorrent-nox", units: []string{"qbittorrent-nox@qbt.service"}, daemon: "qbittorrent-nox", other: 8080,
 	yaml: `  apps:
     - type: qbittorrent
       url: http://127.0.0.1:8080
@@ -269,7 +270,7 @@ curl -fsS -b $j $B/api/v2/app/preferences; rm -f $j`)
 }
 
 var transmission = app{
-	name: "tr", units: []string{"transmission-daemon.service"}, daemon: "transmission-da", other: 9091, staleUDP: 51413,
+	name: "tr", pkg: "transmission-daemon", units: []string{"transmission-daemon.service"}, daemon: "transmission-da", other: 9091, staleUDP: 51413,
 	yaml: `  apps:
     - type: transmission
       url: http://127.0.0.1:9091
@@ -293,7 +294,7 @@ curl -fsS -u transmission:transmission -H "X-Transmission-Session-Id: $H" -d '{"
 }
 
 var deluge = app{
-	name: "dl", units: []string{"deluged.service", "deluge-web.service"}, daemon: "deluged", other: 8112,
+	name: "dl", pkg: "deluged", units: []string{"deluged.service", "deluge-web.service"}, daemon: "deluged", other: 8112,
 	yaml: `  apps:
     - type: deluge
       url: http://127.0.0.1:8112
@@ -346,6 +347,7 @@ func runApp(t *testing.T, a app) {
 	const p1, p2 = 38534, 40001
 	x := bootPF(t, a.name, "pf"+a.name, ct.PFOptions{NATPMP: true, Port: p1, Lifetime: 10})
 	c := x.c
+	t.Logf("%s %s", a.pkg, c.Run("dpkg-query", "-W", "-f", "${Version}", a.pkg).Stdout)
 	a.setup(t, c)
 	unit(t, c, "pf-probe.service", sleeper)
 	unit(t, c, "pf-hook.service", fmt.Sprintf("[Service]\nType=oneshot\nEnvironmentFile=/run/vpn-confinement/%s/forwarded-port.env\n"+
@@ -431,19 +433,19 @@ func runApp(t *testing.T, a app) {
 			x.refused(p, fmt.Sprintf("%s's port %d after the loss", a.daemon, p))
 		}
 	}
-	if st := c.Run("vpn-confinement", "status", "--json", x.ns); true {
-		var rep struct {
-			Namespaces []struct {
-				PortForwarding struct {
-					Port uint16   `json:"port"`
-					Open []uint16 `json:"open"`
-				} `json:"portForwarding"`
-			} `json:"namespaces"`
-		}
-		if err := json.Unmarshal([]byte(st.Stdout), &rep); err != nil || len(rep.Namespaces) != 1 ||
-			rep.Namespaces[0].PortForwarding.Port != 0 || len(rep.Namespaces[0].PortForwarding.Open) != 0 {
-			t.Errorf("status --json after the loss: %v\n%s", err, st)
-		}
+	st := c.Run("vpn-confinement", "status", "--json", x.ns)
+	var rep struct {
+		Namespaces []struct {
+			PortForwarding struct {
+				Port uint16   `json:"port"`
+				Open []uint16 `json:"open"`
+			} `json:"portForwarding"`
+		} `json:"namespaces"`
+	}
+	if err := json.Unmarshal([]byte(st.Stdout), &rep); err != nil || len(rep.Namespaces) != 1 ||
+		rep.Namespaces[0].PortForwarding.Port != 0 || rep.Namespaces[0].PortForwarding.Open == nil ||
+		len(rep.Namespaces[0].PortForwarding.Open) != 0 {
+		t.Errorf("status --json after the loss: %v\n%s", err, st)
 	}
 	hook, _ := c.ReadFile("/run/vpnc-test/hook.log")
 	for _, want := range []string{fmt.Sprintf("port=%d\n", p1), fmt.Sprintf("port=%d\nport=%d\nport=\n", p1, p2)} {
