@@ -66,14 +66,18 @@ type Options struct {
 
 // runner holds one lease helper's state.
 type runner struct {
-	n     *plan.Namespace
-	log   *journal.Logger
-	o     Options
-	apps  []*apps.Syncer
-	mu    sync.Mutex
-	port  uint16
-	since time.Time
-	loop  *lease.Loop
+	n       *plan.Namespace
+	log     *journal.Logger
+	o       Options
+	apps    []*apps.Syncer
+	mu      sync.Mutex
+	port    uint16
+	since   time.Time
+	changes int
+	loop    *lease.Loop
+	// endWhy is why the current lease is being ended from outside the
+	// lease loop (the tunnel went away), for the loss message.
+	endWhy string
 }
 
 // Run is `vpn-confinement-portfwd run NAME`.
@@ -102,12 +106,23 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 		wg.Add(1)
 		go func(s *apps.Syncer) { defer wg.Done(); s.Run(appCtx) }(s)
 	}
-	defer func() { stopApps(); wg.Wait() }()
+	// The syncers stop before closeApps talks to the apps: an adapter is
+	// not safe for concurrent use.
+	syncersDone := false
+	stopSyncers := func() {
+		if !syncersDone {
+			syncersDone = true
+			stopApps()
+			wg.Wait()
+		}
+	}
+	defer stopSyncers()
 	// Never gates anything: ready at once.
 	o.Notify(daemon.SdNotifyReady)
 	r.apply(ctx, 0, "no lease yet")
 	for ctx.Err() == nil {
-		if !r.waitTunnel(ctx) {
+		link, ok := r.waitTunnel(ctx)
+		if !ok {
 			break
 		}
 		provider, err := r.provider()
@@ -123,7 +138,7 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 		// The lease lives as long as the tunnel: when its link goes, the
 		// port is closed at once and a fresh lease is made afterwards.
 		lctx, cancel := context.WithCancel(ctx)
-		go r.watchTunnel(lctx, cancel)
+		go r.watchTunnel(lctx, cancel, link)
 		r.loop = lease.New(lease.Config{
 			Provider: provider,
 			OnChange: func(old, port uint16) {
@@ -132,8 +147,16 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 				}
 				r.apply(ctx, port, "")
 			},
-			OnLoss: func(reason error) { r.apply(ctx, 0, reason.Error()) },
-			Logf:   func(f string, a ...any) { r.log.Infof("port forwarding: "+f, a...) },
+			OnLoss: func(reason error) {
+				why := reason.Error()
+				r.mu.Lock()
+				if errors.Is(reason, lease.ErrStopped) && r.endWhy != "" {
+					why = r.endWhy
+				}
+				r.mu.Unlock()
+				r.apply(ctx, 0, why)
+			},
+			Logf: func(f string, a ...any) { r.log.Infof("port forwarding: "+f, a...) },
 		})
 		statusDone := make(chan struct{})
 		go r.statusLoop(lctx, statusDone)
@@ -142,8 +165,12 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 		}
 		cancel()
 		<-statusDone
+		r.mu.Lock()
+		r.endWhy = ""
+		r.mu.Unlock()
 	}
-	r.apply(context.Background(), 0, "stopped")
+	r.apply(ctx, 0, "stopped")
+	stopSyncers()
 	r.closeApps()
 	return nil
 }
@@ -154,7 +181,12 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 func (r *runner) apply(ctx context.Context, port uint16, why string) {
 	r.mu.Lock()
 	old := r.port
-	r.port, r.since = port, time.Now()
+	if port != old || r.since.IsZero() {
+		r.port, r.since = port, time.Now()
+		if port != old {
+			r.changes++
+		}
+	}
 	r.mu.Unlock()
 	var ports []uint16
 	if port != 0 {
@@ -180,7 +212,9 @@ func (r *runner) apply(ctx context.Context, port uint16, why string) {
 		r.log.Warnf("port forwarding: port %d closed: %s", old, why)
 		r.o.Notify("STATUS=no forwarded port: " + why)
 	}
-	if hook := r.n.PortForwarding.HookUnit; hook != "" && port != old {
+	// Not while stopping (ctx done): starting units is wrong then, e.g.
+	// during shutdown; ExecStopPost has emptied the env file anyway.
+	if hook := r.n.PortForwarding.HookUnit; hook != "" && port != old && ctx.Err() == nil {
 		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := r.o.Restart(hctx, hook); err != nil {
 			r.log.Warnf("port forwarding: restart %s: %v", hook, err)
@@ -258,10 +292,17 @@ func (r *runner) provider() (lease.Provider, error) {
 }
 
 // credentialFile is where a KeySource's file is readable by this unit:
-// its systemd credential when it has one.
+// its systemd credential when systemd provided it (a private copy), else
+// the file itself, as the tunnel helper does with its key. systemd can
+// set $CREDENTIALS_DIRECTORY and still leave it empty (seen with 252 in a
+// container: not even SetCredential= appears), and a missing credential
+// must not make the helper fail when the file is there.
 func credentialFile(k plan.KeySource) string {
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && k.Credential != "" {
-		return filepath.Join(dir, k.Credential)
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && k.Credential != "" && !strings.ContainsRune(k.Credential, '/') {
+		p := filepath.Join(dir, k.Credential)
+		if _, err := os.Lstat(p); err == nil || k.File == "" {
+			return p
+		}
 	}
 	return k.File
 }
@@ -337,22 +378,24 @@ func (r *runner) closeApps() {
 }
 
 // waitTunnel waits until the tunnel's link exists in this (the
-// confinement) namespace; false when ctx ends.
-func (r *runner) waitTunnel(ctx context.Context) bool {
+// confinement) namespace and returns its index; false when ctx ends.
+func (r *runner) waitTunnel(ctx context.Context) (int, bool) {
 	for {
-		if _, err := netlink.LinkByName(r.n.WireGuard.Interface); err == nil {
-			return true
+		if l, err := netlink.LinkByName(r.n.WireGuard.Interface); err == nil {
+			return l.Attrs().Index, true
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return 0, false
 		case <-time.After(r.o.TunnelPoll):
 		}
 	}
 }
 
-// watchTunnel cancels the lease when the tunnel's link goes away.
-func (r *runner) watchTunnel(ctx context.Context, cancel context.CancelFunc) {
+// watchTunnel cancels the lease when the tunnel's link goes away, or is
+// replaced by a new one (another index: the tunnel helper recreated it
+// between two polls, a new session the old lease may not survive).
+func (r *runner) watchTunnel(ctx context.Context, cancel context.CancelFunc, index int) {
 	t := time.NewTicker(r.o.TunnelPoll)
 	defer t.Stop()
 	for {
@@ -360,11 +403,23 @@ func (r *runner) watchTunnel(ctx context.Context, cancel context.CancelFunc) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := netlink.LinkByName(r.n.WireGuard.Interface); err != nil {
-				r.log.Warnf("port forwarding: tunnel %s is gone; closing the port until it is back", r.n.WireGuard.Interface)
-				cancel()
-				return
+			l, err := netlink.LinkByName(r.n.WireGuard.Interface)
+			var why string
+			switch {
+			case err != nil:
+				why = "tunnel " + r.n.WireGuard.Interface + " is gone"
+				r.log.Warnf("port forwarding: %s; closing the port until it is back", why)
+			case l.Attrs().Index != index:
+				why = "tunnel " + r.n.WireGuard.Interface + " was recreated"
+				r.log.Warnf("port forwarding: %s; closing the port and leasing it again", why)
+			default:
+				continue
 			}
+			r.mu.Lock()
+			r.endWhy = why
+			r.mu.Unlock()
+			cancel()
+			return
 		}
 	}
 }
@@ -409,6 +464,20 @@ func Down(n *plan.Namespace, log *journal.Logger) error {
 	os.Remove(PortFile(n.Name))
 	if err := writeAtomic(EnvFile(n.Name), []byte("VPN_FORWARDED_PORT=\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
+	}
+	// The report says so too, also after a crash of the helper.
+	if n.PortForwarding != nil {
+		now := time.Now()
+		st := State{Protocol: n.PortForwarding.Protocol, Since: now, Lease: "stopped", Updated: now}
+		if old, err := LoadState(n.Name); err == nil {
+			st.Changes = old.Changes
+			if old.Port == 0 {
+				st.Since = old.Since
+			}
+		}
+		if err := st.write(n.Name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -116,9 +116,21 @@ func PortForwardDropIn(n *plan.Namespace) []byte {
 		}
 	}
 	f.add("Service", "LoadCredential", creds...)
-	if pf.HookUnit != "" {
-		f.add("Unit", "Wants", pf.HookUnit)
+	if n.DNS.Mode == plan.DNSStrict {
+		// Names (PIA's token API) resolve the way the confined services'
+		// do: the namespace's resolvers through the tunnel. Without this
+		// the helper used the host's resolv.conf, whose server the kill
+		// switch drops. Same mounts as the service drop-in, minus the
+		// tmpfs over all of /run/systemd (the helper needs PID 1's bus
+		// for the hook unit).
+		rt := plan.RuntimePath(n.Name)
+		f.add("Service", "TemporaryFileSystem", "/run/systemd/resolve:ro", "/run/resolvconf:ro")
+		f.add("Service", "BindReadOnlyPaths", rt+"/resolv.conf:/etc/resolv.conf", rt+"/nsswitch.conf:/etc/nsswitch.conf")
 	}
+	// No Wants= on the hook unit: the helper restarts it on every change,
+	// and a Wants= would also start it at each (re)start of vpn-pf@ with
+	// whatever the env file says, until the hook hits its start limit and
+	// the helper's own restarts of it fail.
 	return f.bytes()
 }
 

@@ -110,6 +110,7 @@ type Server struct {
 	mu       sync.Mutex
 	queue    []Fault
 	at       map[int]Fault
+	mode     Fault // for requests beyond the queue
 	changes  map[int]uint16
 	port     uint16
 	rounds   int
@@ -176,7 +177,7 @@ func (s *Server) Close() error {
 }
 
 // Script queues faults for the next requests, one request each, after the
-// ones already queued; requests beyond the queue are served normally.
+// ones already queued; requests beyond the queue get the mode (SetMode).
 func (s *Server) Script(faults ...Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,6 +190,26 @@ func (s *Server) ScriptAt(n int, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.at[n] = f
+}
+
+// SetMode sets the fault for every request that neither ScriptAt nor the
+// queue decides (Normal by default): SetMode(Silent) makes the gateway go
+// quiet until SetMode(Normal).
+func (s *Server) SetMode(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mode = f
+}
+
+// ChangePortNext makes the server hand out port from the next round on
+// (the next UDP mapping request that creates a mapping, i.e. the next
+// renewal of a running lease), so the UDP and TCP halves of one round
+// always agree. It returns that round's number.
+func (s *Server) ChangePortNext(port uint16) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.changes[s.rounds+1] = port
+	return s.rounds + 1
 }
 
 // ChangePortAt makes the server hand out port from round n on. A round
@@ -250,7 +271,7 @@ func (s *Server) handle(b []byte, from netip.AddrPort) []reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	req := Request{N: len(s.requests) + 1, From: from, Raw: b}
-	fault := Normal
+	fault := s.mode
 	if f, ok := s.at[req.N]; ok {
 		fault = f
 	} else if len(s.queue) > 0 {

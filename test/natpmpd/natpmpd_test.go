@@ -122,3 +122,28 @@ func TestParseFault(t *testing.T) {
 		t.Error("unknown fault accepted")
 	}
 }
+
+func TestModeAndChangeNext(t *testing.T) {
+	s := start(t)
+	s.Script(Refuse)
+	s.SetMode(Silent)
+	if r := exchange(t, s, mapReq(1, 0, 1, 60)); r == nil || binary.BigEndian.Uint16(r[2:4]) != 2 {
+		t.Errorf("queued fault before the mode: reply % x, want refused", r)
+	}
+	if r := exchange(t, s, mapReq(1, 0, 1, 60)); r != nil {
+		t.Errorf("silent mode: reply % x", r)
+	}
+	s.SetMode(Normal)
+	// Rounds so far: 2 (both UDP requests created a mapping, replies or not).
+	if got := s.ChangePortNext(40001); got != 3 {
+		t.Errorf("ChangePortNext = round %d, want 3", got)
+	}
+	if r := exchange(t, s, mapReq(2, 0, 1, 60)); r == nil || binary.BigEndian.Uint16(r[10:12]) != 38534 {
+		t.Errorf("TCP of round 2: % x, want the old port", r)
+	}
+	for _, op := range []byte{1, 2} {
+		if r := exchange(t, s, mapReq(op, 0, 1, 60)); r == nil || binary.BigEndian.Uint16(r[10:12]) != 40001 {
+			t.Errorf("op %d of round 3: % x, want port 40001", op, r)
+		}
+	}
+}

@@ -108,6 +108,7 @@ func Assess(n *Namespace, k Known, now time.Time) {
 		a.tunnel(now)
 		a.dnsAndLinks()
 		a.assessPublished(k)
+		a.portForward()
 		if a.state == "" {
 			a.state = StateUp
 		}
@@ -199,3 +200,4 @@ func (a *assessor) dnsAndLinks() {
 		}
 	}
 }
+

@@ -181,3 +181,79 @@ func TestDurationAndBytes(t *testing.T) {
 		}
 	}
 }
+
+// forwarding adds a healthy port-forwarding report to n.
+func forwarding(n *Namespace, port uint16, open ...uint16) {
+	since := now.Add(-192 * time.Second)
+	age := int64(192)
+	n.Units = append(n.Units, Unit{Name: "vpn-pf@media.service", LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 900})
+	n.PortForwarding = &PortForwarding{Protocol: "natpmp", Port: port, Since: &since, Age: &age, Reported: true,
+		Unit:  Unit{Name: "vpn-pf@media.service", LoadState: "loaded", ActiveState: "active", SubState: "running", MainPID: 900},
+		Lease: "port 38534, renewed 12 s ago", AppStatus: []string{"qbittorrent: port 38534"}, Open: append([]uint16{}, open...)}
+}
+
+func TestAssessPortForward(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		port          uint16
+		open          []uint16
+		state         string
+		problem, note string
+	}{
+		{"leased and open", 38534, []uint16{38534}, StateUp, "", ""},
+		{"no lease, nothing open", 0, nil, StateUp, "", "no forwarded port yet: port 38534, renewed 12 s ago"},
+		{"open without a lease", 0, []uint16{38534}, StateDegraded, "the firewall accepts forwarded port(s) [38534] inbound but vpn-pf@media.service reports no lease", ""},
+		{"firewall holds another port", 40000, []uint16{38534}, StateDegraded, "vpn-pf@media.service reports port 40000 but the firewall's forwarded_ports holds [38534]", ""},
+		{"leased, not open", 40000, nil, StateDegraded, "holds []", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := healthy()
+			forwarding(n, tc.port, tc.open...)
+			Assess(n, allKnown, now)
+			if n.State != tc.state {
+				t.Errorf("state %s, want %s; problems %q", n.State, tc.state, n.Problems)
+			}
+			if tc.problem == "" && len(n.Problems) > 0 {
+				t.Errorf("unexpected problems: %q", n.Problems)
+			}
+			if ps := strings.Join(n.Problems, "\n"); !strings.Contains(ps, tc.problem) {
+				t.Errorf("problems %q lack %q", n.Problems, tc.problem)
+			}
+			if ns := strings.Join(n.Notes, "\n"); !strings.Contains(ns, tc.note) {
+				t.Errorf("notes %q lack %q", n.Notes, tc.note)
+			}
+		})
+	}
+}
+
+func TestRenderPortForward(t *testing.T) {
+	n := healthy()
+	forwarding(n, 38534, 38534)
+	Assess(n, allKnown, now)
+	var b bytes.Buffer
+	(&Report{Systemd: "running", Namespaces: []Namespace{*n}}).WriteText(&b, now)
+	for _, want := range []string{
+		"port fwd   38534 (natpmp), for 3m12s; vpn-pf@media.service active (running, PID 900)\n",
+		"lease: port 38534, renewed 12 s ago\n",
+		"firewall: forwarded_ports { 38534 }\n",
+		"qbittorrent: port 38534\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	(&Report{Systemd: "running", Namespaces: []Namespace{*n}}).WriteJSON(&b)
+	var doc struct {
+		Namespaces []struct {
+			PortForwarding map[string]any `json:"portForwarding"`
+		} `json:"namespaces"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	pf := doc.Namespaces[0].PortForwarding
+	if pf["port"] != float64(38534) || pf["ageSeconds"] != float64(192) || pf["protocol"] != "natpmp" {
+		t.Errorf("portForwarding JSON: %v", pf)
+	}
+}

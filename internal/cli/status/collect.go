@@ -130,6 +130,9 @@ func chainUnits(p *plan.Namespace) []string {
 	if p.WireGuard.Pinning != nil {
 		out = append(out, units.Instance(units.PinTemplate, p.Name))
 	}
+	if p.PortForwarding != nil {
+		out = append(out, units.Instance(units.PfTemplate, p.Name))
+	}
 	return out
 }
 
@@ -147,7 +150,7 @@ func confinedUnits(p *plan.Namespace) []string {
 // sectionUnits are the units the round-2 sections show (read in the same
 // systemctl call as the others).
 func sectionUnits(p *plan.Namespace) []string {
-	return append(publishUnits(p), portfwdUnits(p)...)
+	return publishUnits(p) // vpn-pf@ is among chainUnits
 }
 
 func unitOf(name string, p systemd.Props) Unit {
@@ -215,6 +218,9 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 			NsAddr: h.NsAddr.String(), PublishedTCP: p.Ingress.FromHostTCP}
 	}
 	published(&n, p, props)
+	if p.PortForwarding != nil {
+		n.PortForwarding = c.portForwarding(p, props)
+	}
 	if pn := p.WireGuard.Pinning; pn != nil {
 		sock := p.WireGuard.SocketNamespace
 		if sock == "" {
@@ -236,7 +242,6 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 func (c Collector) sections(n *Namespace, pf paths.PlanFile, props map[string]systemd.Props) {
 	c.collectSupervisor(n)
 	c.collectPending(n, pf)
-	n.PortForwarding = collectPortForwarding(pf.Plan, props)
 }
 
 // kernel reads links, routes, the tunnel and the firewalls; it reports
@@ -321,6 +326,13 @@ func (c Collector) kernel(n *Namespace, p *plan.Namespace, host *netns.NetNS) bo
 		fail("firewall", err)
 	} else {
 		n.Firewall = fw
+	}
+	if pf := n.PortForwarding; pf != nil {
+		if open, err := firewall.Ports(ns, firewall.TableName, firewall.SetForwarded); err != nil {
+			fail("forwarded ports", err)
+		} else {
+			pf.Open = append([]uint16{}, open...)
+		}
 	}
 	if n.Tunnel.Present {
 		dev, err := kstate.ReadWireGuard(ns, p.WireGuard.Interface)

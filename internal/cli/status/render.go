@@ -289,6 +289,7 @@ func firewallText(fw *kstate.Firewall) string {
 	return s
 }
 
+
 func handshakeText(p Peer, now time.Time) string {
 	if p.LatestHandshake == nil {
 		return "never"

@@ -239,7 +239,7 @@ func TestRenderSections(t *testing.T) {
 		"plan       pending (applied aaaaaaaaaaaa, compiled bbbbbbbbbbbb): systemctl reload vpn-ns@media.service",
 		"published  127.0.0.1:8080 [::1]:8080 → port 8080 in the namespace (proxy vpn-publish-media-8080.service inactive); vpn-publish-media-8080.socket active",
 		"to host    confined services may open tcp/5432 on the host at 169.254.23.1",
-		"port fwd   natpmp via 10.2.0.1; vpn-pf@media.service active (running, PID 900)",
+		"port fwd   natpmp via 10.2.0.1: no report from the lease helper; vpn-pf@media.service active (running, PID 900)",
 		"apps: qbittorrent http://127.0.0.1:8080",
 		"tripwire   0 packets dropped in the host namespace; watching qbittorrent.service",
 		"without a file:\n    PROBLEM: namespace old is running without a file",

@@ -87,9 +87,10 @@ type fakeGateway struct {
 	mu       sync.Mutex
 	port     uint16
 	expires  time.Time
-	busy     int    // answer the next n bindPort calls with 409
-	status   string // non-empty: getSignature answers this status
-	nextPort uint16 // non-zero: the next getSignature hands out this port
+	busy     int       // answer the next n bindPort calls with 409
+	status   string    // non-empty: getSignature answers this status
+	nextPort uint16    // non-zero: the next getSignature hands out this port
+	nextExp  time.Time // with nextPort: and this expiry
 	binds    int
 	sigs     int
 	lastHost string
@@ -120,6 +121,9 @@ func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if f.nextPort != 0 {
 			f.port, f.nextPort = f.nextPort, 0
+			if !f.nextExp.IsZero() {
+				f.expires, f.nextExp = f.nextExp, time.Time{}
+			}
 		}
 		fmt.Fprintf(w, `{"status":"OK","payload":%q,"signature":%q}`, f.payload(), signature)
 	case "/bindPort":

@@ -142,6 +142,14 @@ func (f *Forwarder) Renew(ctx context.Context, cur lease.Lease) (lease.Lease, er
 	if !f.now().Before(f.sig.Expires) {
 		return lease.Lease{}, fmt.Errorf("pia port %d, expired at %s: %w", f.sig.Port, f.sig.Expires.Format(time.RFC3339), ErrExpired)
 	}
+	// A signature that runs out before the next keep-alive is replaced
+	// now: renewing it would only make the lease shorter each time (the
+	// loop renews at 3/4 of what is left), a burst of binds that ends in
+	// a loss at expires_at instead of a change of port.
+	if left := f.sig.Expires.Sub(f.now()); left < f.keepAlive() {
+		return lease.Lease{}, fmt.Errorf("pia port %d expires at %s, before the next keep-alive: %w",
+			f.sig.Port, f.sig.Expires.Format(time.RFC3339), ErrExpired)
+	}
 	return f.bind(ctx)
 }
 

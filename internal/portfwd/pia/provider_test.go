@@ -118,3 +118,50 @@ func (c *jumpClock) After(d time.Duration) <-chan time.Time {
 	ch <- c.now
 	return ch
 }
+
+// TestForwarderNearExpiry: a signature that would expire before the next
+// keep-alive is replaced at this one, not renewed in ever shorter steps
+// (3/4 of what is left, again and again) until it runs out.
+func TestForwarderNearExpiry(t *testing.T) {
+	clock := &jumpClock{now: time.Now()}
+	f := &fakeGateway{port: 47047, expires: clock.now.Add(40 * time.Minute)}
+	g := startGateway(t, f)
+	fw := &Forwarder{Gateway: g, Token: func(context.Context) (string, error) { return token, nil }, Now: clock.Now}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var changes [][2]uint16
+	var bindsBefore int
+	loop := lease.New(lease.Config{
+		Provider: fw,
+		Clock:    clock,
+		OnChange: func(old, new uint16) {
+			changes = append(changes, [2]uint16{old, new})
+			if len(changes) == 1 {
+				f.mu.Lock()
+				f.nextPort, f.nextExp = 47048, clock.now.Add(60*24*time.Hour)
+				f.mu.Unlock()
+				return
+			}
+			f.mu.Lock()
+			bindsBefore = f.binds - 1 // the new signature's own bind
+			f.mu.Unlock()
+			cancel()
+		},
+		OnLoss: func(err error) {
+			if !errors.Is(err, lease.ErrStopped) {
+				t.Errorf("lost the port on the way to a new signature: %v", err)
+			}
+		},
+	})
+	if err := loop.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 2 || changes[1] != [2]uint16{47047, 47048} {
+		t.Fatalf("changes %v", changes)
+	}
+	// Acquire at 0 (bind), keep-alive at 15 min (bind, 25 min left), at
+	// 30 min only 10 min are left: a new signature instead of a bind.
+	if bindsBefore != 2 {
+		t.Errorf("%d binds of the old signature before the new one, want 2", bindsBefore)
+	}
+}
