@@ -100,6 +100,16 @@ func presetFor(u, explicit string) (*Preset, bool) {
 	return nil, explicit == ""
 }
 
+// LookupPreset returns the preset called name.
+func LookupPreset(name string) (*Preset, bool) {
+	for i := range Presets {
+		if Presets[i].Name == name {
+			return &Presets[i], true
+		}
+	}
+	return nil, false
+}
+
 // PresetNames lists the preset names (for messages and the schema).
 func PresetNames() []string {
 	var out []string
