@@ -8,8 +8,8 @@ import (
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/hardening"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
-	"github.com/vpn-confinement/vpn-confinement/internal/units"
 	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
+	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
 
 // Service is what the drop-in of one confined service takes away and what
