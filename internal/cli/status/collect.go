@@ -54,12 +54,18 @@ func (c Collector) Collect(only string) (*Report, error) {
 			}
 		}
 		if len(sel) == 0 {
+			// A namespace whose file was removed has no plan, but may
+			// still run: that is worth a report, not "unknown".
+			gen, _ := c.generate()
+			if lo := c.leftovers(plans, gen, only); len(lo) > 0 {
+				return &Report{Systemd: "running", Namespaces: []Namespace{}, NotCompiled: []NotCompiled{}, Leftovers: lo}, nil
+			}
 			_, err := c.Paths.LoadPlan(only)
 			return nil, fmt.Errorf("%w: %v", ErrUnknownNamespace, err)
 		}
 		plans = sel
 	}
-	rep := &Report{Systemd: "running", Namespaces: []Namespace{}, NotCompiled: []NotCompiled{}}
+	rep := &Report{Systemd: "running", Namespaces: []Namespace{}, NotCompiled: []NotCompiled{}, Leftovers: []Leftover{}}
 
 	// One systemctl call for every unit of every namespace.
 	var all []string
@@ -95,9 +101,16 @@ func (c Collector) Collect(only string) (*Report, error) {
 		rep.Namespaces = append(rep.Namespaces, n)
 	}
 	if only == "" {
-		rep.NotCompiled = c.notCompiled(plans)
+		gen, err := c.generate()
+		rep.NotCompiled = c.notCompiled(plans, gen, err)
+		rep.Leftovers = c.leftovers(plans, gen, "")
 	}
 	return rep, nil
+}
+
+// generate compiles the config dir as the generator does.
+func (c Collector) generate() (*generator.Output, error) {
+	return generator.Generate(generator.Options{ConfigDir: c.Paths.ConfigDir, UnitPath: c.Paths.UnitPath, StateDir: c.Paths.StateDir})
 }
 
 func chainUnits(p *plan.Namespace) []string {
@@ -348,7 +361,7 @@ func (c Collector) staleness(n *Namespace, pf paths.PlanFile) {
 		fi, err := os.Stat(src)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && src == pf.Plan.Source:
-			n.Problems = append(n.Problems, fmt.Sprintf("%s was removed, but the namespace is still compiled: run systemctl daemon-reload", src))
+			n.Problems = append(n.Problems, fmt.Sprintf("%s was removed, but the namespace is still compiled: after the next systemctl daemon-reload its units lose their drop-ins and run on the host's network once they restart; restore the file to keep them confined", src))
 		case err == nil && fi.ModTime().After(pfi.ModTime()):
 			n.Problems = append(n.Problems, fmt.Sprintf("%s changed after the last daemon-reload: what runs is the older plan; run vpn-confinement validate, then systemctl daemon-reload", src))
 		}
@@ -356,13 +369,12 @@ func (c Collector) staleness(n *Namespace, pf paths.PlanFile) {
 }
 
 // notCompiled lists namespace files that have no plan, with the reason.
-func (c Collector) notCompiled(plans []paths.PlanFile) []NotCompiled {
+func (c Collector) notCompiled(plans []paths.PlanFile, res *generator.Output, err error) []NotCompiled {
 	out := []NotCompiled{}
 	have := map[string]bool{}
 	for _, pf := range plans {
 		have[pf.Name] = true
 	}
-	res, err := generator.Generate(generator.Options{ConfigDir: c.Paths.ConfigDir, UnitPath: c.Paths.UnitPath, StateDir: c.Paths.StateDir})
 	if err != nil {
 		return append(out, NotCompiled{File: c.Paths.ConfigDir, Reason: err.Error()})
 	}

@@ -34,6 +34,9 @@ type Report struct {
 	Namespaces []Namespace `json:"namespaces"`
 	// NotCompiled lists namespace files without a plan.
 	NotCompiled []NotCompiled `json:"notCompiled"`
+	// Leftovers are namespaces without a file and plan that still run
+	// or are still on record.
+	Leftovers []Leftover `json:"leftovers"`
 }
 
 // NotCompiled is a configuration file the running system does not use.

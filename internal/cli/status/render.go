@@ -24,6 +24,9 @@ func (r *Report) Problems() int {
 	for _, ns := range r.Namespaces {
 		n += len(ns.Problems)
 	}
+	for _, l := range r.Leftovers {
+		n += len(l.Problems)
+	}
 	return n
 }
 
@@ -33,7 +36,7 @@ func (r *Report) WriteText(w io.Writer, now time.Time) {
 	if r.Systemd != "running" {
 		fmt.Fprintf(w, "note: unit states unknown: %s\n\n", r.Systemd)
 	}
-	if len(r.Namespaces) == 0 {
+	if len(r.Namespaces) == 0 && len(r.Leftovers) == 0 {
 		fmt.Fprintln(w, "no compiled namespaces (nothing in /run/systemd/generator/vpn-confinement)")
 	}
 	for i, n := range r.Namespaces {
@@ -41,6 +44,12 @@ func (r *Report) WriteText(w io.Writer, now time.Time) {
 			fmt.Fprintln(w)
 		}
 		n.writeText(w, now)
+	}
+	for i, l := range r.Leftovers {
+		if i > 0 || len(r.Namespaces) > 0 {
+			fmt.Fprintln(w)
+		}
+		l.writeText(w)
 	}
 	if len(r.NotCompiled) > 0 {
 		fmt.Fprintln(w)
