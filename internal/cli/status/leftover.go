@@ -24,7 +24,7 @@ type Leftover struct {
 	// Unit is vpn-ns@NAME.service.
 	Unit Unit `json:"unit"`
 	// Confined are the units recorded at its last good start.
-	Confined []Unit  `json:"confined"`
+	Confined []Unit   `json:"confined"`
 	Problems []string `json:"problems"`
 	Notes    []string `json:"notes"`
 	// Errors say what could not be read.
