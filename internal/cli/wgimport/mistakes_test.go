@@ -70,3 +70,30 @@ func TestFourResolversSameBothWays(t *testing.T) {
 		t.Errorf("DNS differs (-configFile +import):\n%s", d)
 	}
 }
+
+// --publish writes publish[].listen entries (the README's quick start
+// publishes qBittorrent's web UI on http://localhost:8080 this way); an
+// entry that would not validate writes nothing.
+func TestPublishFlag(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "vpn-confinement.d")
+	res, err := Import(Options{File: provider("proton.conf"), Name: "media", Dir: dir, UnitPath: []string{},
+		Services: []string{"qbittorrent-nox@alice.service"}, Publish: []string{"127.0.0.1:8080", "8112"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := os.ReadFile(res.YAMLPath)
+	if !strings.Contains(string(y), "\npublish:\n  - listen: 127.0.0.1:8080\n  - listen: \"8112\"\n") && !strings.Contains(string(y), "\npublish:\n  - listen: 127.0.0.1:8080\n  - listen: 8112\n") {
+		t.Errorf("publish not written:\n%s", y)
+	}
+	n := compileFile(t, res.YAMLPath)
+	if len(n.Publish) != 2 || n.Publish[0].Listen[0] != "127.0.0.1:8080" || n.Publish[0].Port != 8080 || n.Publish[1].Port != 8112 {
+		t.Errorf("publish plan: %+v", n.Publish)
+	}
+	dir2 := filepath.Join(t.TempDir(), "vpn-confinement.d")
+	if _, err := Import(Options{File: provider("proton.conf"), Name: "bad", Dir: dir2, UnitPath: []string{}, Publish: []string{"127.0.0.1:99999"}}); err == nil {
+		t.Error("an invalid --publish was accepted")
+	}
+	if entries, _ := os.ReadDir(dir2); len(entries) != 0 {
+		t.Errorf("a refused import wrote %v", entries)
+	}
+}

@@ -29,6 +29,7 @@ type doc struct {
 	peers     []peer
 
 	services []string
+	publish  []string
 }
 
 // item is one list entry; a commented item is kept as a comment with note.
@@ -206,6 +207,14 @@ func (d *doc) render() []byte {
 	}
 	w.line(0, "")
 
+	if len(d.publish) > 0 {
+		w.comment(0, "Confined ports served on the host (given with --publish): a socket on the host hands each connection to the port inside the namespace, e.g. a web UI on http://localhost:PORT.")
+		w.line(0, "publish:")
+		for _, l := range d.publish {
+			w.line(2, "- listen: %s", yq(l))
+		}
+		w.line(0, "")
+	}
 	w.comment(0, "The existing services to confine. Starting one starts the namespace and the tunnel first; when the tunnel stops, they are stopped (they never fall back to the host's network).")
 	if len(d.services) == 0 {
 		w.comment(0, "For example: - unit: qbittorrent.service")
