@@ -282,7 +282,20 @@ func TestTransmission(t *testing.T) {
 		}
 		// Stop, edit, start (the daemon rewrites settings.json when it exits).
 		mustRun(t, c, "systemctl", "stop", u)
-		mustRun(t, c, "sh", "-c", `f=/etc/transmission-daemon/settings.json; jq '."rpc-whitelist" = "127.0.0.1,`+hostAddr+`"' $f > $f.new && cat $f.new > $f && rm $f.new`)
+		const settings = "/etc/transmission-daemon/settings.json"
+		b, err := c.ReadFile(settings)
+		var m map[string]any
+		if err == nil {
+			err = json.Unmarshal(b, &m)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", settings, err)
+		}
+		m["rpc-whitelist"] = "127.0.0.1," + hostAddr
+		b, _ = json.MarshalIndent(m, "", "    ")
+		if err := c.WriteFile(settings, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		a.start(t, u)
 		a.listening(t, "tcp", 9091)
 		if out, code := transmissionRPC(t, c, link, `{"method":"session-get","arguments":{"fields":["rpc-version"]}}`); code != 200 || !strings.Contains(out, `"rpc-version":`) {
