@@ -75,3 +75,40 @@ func TestFirstHourMistakes(t *testing.T) {
 		})
 	}
 }
+
+// TestStrictPresetCapabilities: under the strict profile a root app that
+// needs more than CAP_SETUID CAP_SETGID gets a warning naming the exact
+// setting (measured in test/e2e: nginx -t fails, lighttpd's reload fails);
+// with it, none.
+func TestStrictPresetCapabilities(t *testing.T) {
+	units := t.TempDir()
+	for _, u := range []string{"nginx.service", "lighttpd.service"} {
+		if err := os.WriteFile(filepath.Join(units, u), []byte("[Service]\nExecStart=/bin/true\nPIDFile=/run/x.pid\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := Env{Units: unitfile.Search{Path: []string{units}}}
+	for _, tc := range []struct{ entry, want string }{
+		{"nginx.service\n    allowRoot: true\n    hardeningProfile: strict",
+			`/etc/vpn-confinement.d/ns.yaml:11:5: warning: services[0].unit: nginx: the strict profile keeps only CAP_SETGID CAP_SETUID for root services, and without CAP_CHOWN CAP_DAC_OVERRIDE nginx -t fails: chown("/var/lib/nginx/body", 33) failed (1: Operation not permitted); add extraCapabilities: [CAP_CHOWN, CAP_DAC_OVERRIDE] to this entry, or use the baseline profile`},
+		{"lighttpd.service\n    allowRoot: true\n    hardeningProfile: strict\n    extraCapabilities: [CAP_SETUID]",
+			"/etc/vpn-confinement.d/ns.yaml:11:5: warning: services[0].unit: lighttpd: the strict profile keeps only CAP_SETGID CAP_SETUID for root services, and without CAP_KILL systemctl reload fails: /bin/kill: Operation not permitted; add extraCapabilities: [CAP_KILL] to this entry, or use the baseline profile"},
+		{"nginx.service\n    allowRoot: true\n    hardeningProfile: strict\n    extraCapabilities: [CAP_CHOWN, DAC_OVERRIDE]", ""},
+		{"lighttpd.service\n    allowRoot: true\n    hardeningProfile: strict\n    extraCapabilities: [KILL]", ""},
+		{"nginx.service\n    allowRoot: true", ""},
+	} {
+		r := CompileFile("/etc/vpn-confinement.d/ns.yaml", []byte(strings.Replace(base, "app.service", tc.entry, 1)), env)
+		CompileAll([]*Result{r})
+		var got []string
+		for _, d := range r.Diags {
+			got = append(got, d.String())
+		}
+		var want []string
+		if tc.want != "" {
+			want = []string{tc.want}
+		}
+		if r.Plan == nil || !cmp.Equal(want, got) {
+			t.Errorf("%s: valid=%v, diagnostics (-want +got):\n%s", tc.entry, r.Plan != nil, cmp.Diff(want, got))
+		}
+	}
+}
