@@ -30,6 +30,15 @@ type appWorld struct {
 	p   ct.Peer
 	ns  string
 	cap *ct.Capture
+	// ifc is the tunnel interface ("" for wg0).
+	ifc string
+}
+
+func (a *appWorld) tunnelIf() string {
+	if a.ifc == "" {
+		return "wg0"
+	}
+	return a.ifc
 }
 
 // bootApp boots a container for one app test: the provider world with

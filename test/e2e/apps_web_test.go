@@ -107,12 +107,13 @@ func cannotChangeNetwork(t *testing.T, a *appWorld, o ct.ProbeOpts) {
 	if r := c.RunConfined(o, "/bin/sh", "-c", "grep CapBnd /proc/self/status; id -u"); capLine(r.Stdout) != want || (strings.HasSuffix(strings.TrimSpace(r.Stdout), "\n0") != o.Root) {
 		t.Fatalf("probe as %s has %q, the unit %q:\n%s", who(o), capLine(r.Stdout), want, r)
 	}
+	wg := a.tunnelIf()
 	for _, tc := range []struct{ cmd, want string }{
 		{"ip addr add 10.99.0.1/32 dev lo", "RTNETLINK answers: Operation not permitted"},
 		{"ip route add 10.99.0.0/24 dev lo", "RTNETLINK answers: Operation not permitted"},
 		{"ip route del default", "RTNETLINK answers: Operation not permitted"},
 		{"ip link add vpncx0 type dummy", "RTNETLINK answers: Operation not permitted"},
-		{"ip link set wg0 down", "RTNETLINK answers: Operation not permitted"},
+		{"ip link set " + wg + " down", "RTNETLINK answers: Operation not permitted"},
 		{"ip rule add from all lookup 99 pref 1", "RTNETLINK answers: Operation not permitted"},
 		{"nft flush ruleset", "Operation not permitted"},
 		{"nft add table inet vpncx", "Operation not permitted"},
@@ -126,8 +127,8 @@ func cannotChangeNetwork(t *testing.T, a *appWorld, o ct.ProbeOpts) {
 	}
 	// Reading works: AF_NETLINK route dumps are what libtorrent and aria2
 	// need, and they change nothing.
-	r := c.RunConfined(o, "/bin/sh", "-c", "ip -4 addr show dev wg0 && ip route show && ip link show")
-	if r.Code != 0 || !strings.Contains(r.Stdout, a.p.Address) || !strings.Contains(r.Stdout, "wg0") {
+	r := c.RunConfined(o, "/bin/sh", "-c", "ip -4 addr show dev "+wg+" && ip route show && ip link show")
+	if r.Code != 0 || !strings.Contains(r.Stdout, a.p.Address) || !strings.Contains(r.Stdout, wg) {
 		t.Errorf("route/address dumps as %s: %s", who(o), r)
 	}
 	if after := c.InNetns(a.ns, "sh", "-c", "ip -d addr; ip route show table all; ip rule; ip -d link; nft list ruleset").Stdout; after != before {
