@@ -344,3 +344,41 @@ func TestServiceProfilesUnknown(t *testing.T) {
 		}
 	}
 }
+
+// The exact messages of a missing key file and of a missing provider file
+// (configFile), each at its key's line.
+func TestMissingKeyMessages(t *testing.T) {
+	c := gentest.Prepare(t, "01-minimal")
+	key := filepath.Join(c.ConfigDir, "keys", "vpnapps.key")
+	os.Remove(key)
+	rep, err := Run(Options{Targets: []string{c.ConfigDir}, UnitPath: []string{}, StateDir: c.StateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range rep.Files[0].Errors {
+		got = append(got, c.Normalize(d.String()))
+	}
+	want := []string{"/etc/vpn-confinement.d/vpnapps.yaml:4:3: wireguard.privateKeyFile: /etc/vpn-confinement.d/keys/vpnapps.key does not exist: the tunnel cannot start (create it: umask 077; wg genkey > /etc/vpn-confinement.d/keys/vpnapps.key, or set wireguard.generatePrivateKeyFile: true)"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("missing key (-want +got):\n%s", d)
+	}
+
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "keys", "provider.conf")
+	os.WriteFile(filepath.Join(dir, "media.yaml"), []byte("wireguard:\n  configFile: "+conf+"\nservices:\n  - unit: app.service\n"), 0o644)
+	rep, err = Run(Options{Targets: []string{dir}, UnitPath: []string{}, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One error, at the key: not also "needs a private key", "must list
+	// at least one peer" and the rest the file would have given.
+	got = nil
+	for _, d := range rep.Files[0].Errors {
+		got = append(got, d.String())
+	}
+	want = []string{filepath.Join(dir, "media.yaml") + ":2:3: wireguard.configFile: cannot read " + conf + ": open " + conf + ": no such file or directory"}
+	if d := cmp.Diff(want, got); d != "" || rep.Files[0].Valid {
+		t.Errorf("missing configFile (-want +got):\n%s", d)
+	}
+}
