@@ -217,7 +217,7 @@ func (d *doc) render() []byte {
 	}
 	w.comment(0, "The existing services to confine. Starting one starts the namespace and the tunnel first; when the tunnel stops, they are stopped (they never fall back to the host's network).")
 	if len(d.services) == 0 {
-		w.comment(0, "For example: - unit: qbittorrent.service")
+		w.comment(0, "For example: - unit: qbittorrent-nox@alice.service (Debian's qBittorrent, run as user alice)")
 		w.line(0, "services: []")
 	} else {
 		w.line(0, "services:")
