@@ -83,3 +83,17 @@ func TestServiceBodySharedAcrossUnits(t *testing.T) {
 		t.Errorf("BodyKey ignores the profile")
 	}
 }
+
+// Bodies differ when the unit name is part of them: a root service's PID
+// file is bound from a directory named after the unit.
+func TestBodyKeyDistinguishes(t *testing.T) {
+	a := plan.Unit{Name: "a.service", Root: true, RuntimeFiles: []string{"/run/x.pid"}}
+	b := a
+	b.Name = "b.service"
+	if BodyKey(a, nil) == BodyKey(b, nil) {
+		t.Error("two root services with the same PID file path share a body (and one's bind source)")
+	}
+	if c, d := (plan.Unit{Name: "c.service"}), (plan.Unit{Name: "d.service"}); BodyKey(c, nil) != BodyKey(d, nil) {
+		t.Error("plain units no longer share a body")
+	}
+}
