@@ -63,6 +63,7 @@ func (c *compiler) applyUnitFile(key string, u *unitfile.Unit, su *plan.Unit, ex
 			add = append(add, p.StrictWritable...)
 		}
 		su.ReadWritePaths = append(su.ReadWritePaths, add...)
+		su.WriteExecute = strict && p.StrictWriteExecute
 	}
 	// A service that runs as a user expects its home to be writable (the
 	// rest of /home stays read-only): qBittorrent keeps everything there.

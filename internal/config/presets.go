@@ -29,6 +29,10 @@ type Preset struct {
 	// without them (measured): the compiler warns when they are missing.
 	StrictCapabilities []string
 	StrictWhy          string
+	// StrictWriteExecute: the strict profile leaves out
+	// MemoryDenyWriteExecute= for it (measured: the app fails without
+	// writable executable memory).
+	StrictWriteExecute bool
 }
 
 // Presets known to the compiler. Only apps whose Debian package was run
@@ -61,6 +65,10 @@ var Presets = []Preset{
 		StrictWritable: []string{"/var/lib/deluged", "/var/log/deluged"},
 		NeedsConfined:  []string{"deluge-web.service"},
 		Notes:          []string{"deluge-web must be confined in the same namespace: it reaches deluged on 127.0.0.1:58846 of the namespace"},
+		// deluged (2.0.3, Python 3.11) exits with status 1 at start under
+		// MemoryDenyWriteExecute=yes, every other strict setting kept
+		// (test/e2e TestStrictProfile); deluge-web runs with it.
+		StrictWriteExecute: true,
 	},
 	{
 		Name:           "deluge-web",

@@ -117,6 +117,9 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 	if strict {
 		for _, k := range []string{"PrivateDevices", "ProtectKernelModules", "ProtectKernelTunables", "ProtectKernelLogs",
 			"RestrictNamespaces", "ProtectClock", "ProtectHostname", "RestrictRealtime", "MemoryDenyWriteExecute"} {
+			if k == "MemoryDenyWriteExecute" && u.WriteExecute {
+				continue // its app preset needs it (deluged exits at start)
+			}
 			f.add("Service", k, "yes")
 		}
 		f.add("Service", "ProtectProc", "invisible")

@@ -91,6 +91,9 @@ func describe(n *plan.Namespace, u plan.Unit, lookup config.UnitLookup) Service 
 		}
 		s.Preset = preset.Name
 		s.PresetNotes = append(s.PresetNotes, preset.Notes...)
+		if u.WriteExecute {
+			s.PresetNotes = append(s.PresetNotes, "the strict profile keeps writable executable memory for it (no MemoryDenyWriteExecute=): it fails at start without")
+		}
 	}
 	for _, p := range u.ReadWritePaths {
 		why := "readWritePaths"
@@ -133,7 +136,11 @@ func describe(n *plan.Namespace, u plan.Unit, lookup config.UnitLookup) Service 
 	rm("privilege gain (NoNewPrivileges, RestrictSUIDSGID)")
 	rm("the shared /tmp")
 	if strict {
-		rm("devices, kernel modules, tunables and logs, the clock, the hostname, new namespaces, realtime, writable code, @mount and non-native system calls, other users' /proc (strict)")
+		code := "writable code, "
+		if u.WriteExecute {
+			code = "" // MemoryDenyWriteExecute= is left out for its preset
+		}
+		rm("devices, kernel modules, tunables and logs, the clock, the hostname, new namespaces, realtime, %s@mount and non-native system calls, other users' /proc (strict)", code)
 	}
 	return s
 }
