@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,10 +12,13 @@ import (
 
 // TestStrictProfile: the strict hardening profile with the real daemons.
 // qBittorrent needs nothing more (its home is bound back into an empty
-// /home); nginx and lighttpd, as root services, need the capabilities the
-// compiler's warning names (vpn-confinement.d(5), docs/apps.md).
+// /home), Transmission and Deluge get their state dirs from their presets
+// (the whole file system is read-only otherwise), and nginx and lighttpd,
+// as root services, need the capabilities the compiler's warning names
+// (vpn-confinement.d(5), docs/apps.md).
 func TestStrictProfile(t *testing.T) {
-	c, w := boot(t, "app-strict", "sqbt", "sngx", "slig")
+	all := []string{"sqbt", "sngx", "slig", "strm", "sdlg"}
+	c, w := boot(t, "app-strict", all...)
 	if err := w.StartTracker(); err != nil {
 		t.Fatal(err)
 	}
@@ -24,15 +28,17 @@ func TestStrictProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	apps := map[string]*appWorld{}
-	for i, ns := range []string{"sqbt", "sngx", "slig"} {
+	for i, ns := range all {
 		apps[ns] = &appWorld{c: c, w: w, p: w.Peers[ns], ns: ns, ifc: fmt.Sprintf("wg%d", i)}
 	}
 	files := map[string]string{
 		"sqbt": "publish:\n  - listen: 127.0.0.1:8080\nservices:\n  - unit: qbittorrent-nox@qbt.service\n    hardeningProfile: strict\n",
 		"sngx": "publish:\n  - listen: 127.0.0.1:8081\n    port: 80\nservices:\n  - unit: nginx.service\n    allowRoot: true\n    hardeningProfile: strict\n    extraCapabilities: [CAP_CHOWN, CAP_DAC_OVERRIDE]\n",
 		"slig": "publish:\n  - listen: 127.0.0.1:8082\n    port: 80\nservices:\n  - unit: lighttpd.service\n    allowRoot: true\n    hardeningProfile: strict\n    extraCapabilities: [CAP_KILL]\n",
+		"strm": "publish:\n  - listen: 127.0.0.1:9091\nservices:\n  - unit: transmission-daemon.service\n    hardeningProfile: strict\n",
+		"sdlg": "publish:\n  - listen: 127.0.0.1:8112\nservices:\n  - unit: deluged.service\n    hardeningProfile: strict\n  - unit: deluge-web.service\n    hardeningProfile: strict\n",
 	}
-	for _, ns := range []string{"sqbt", "sngx", "slig"} {
+	for _, ns := range all {
 		if err := w.InstallNamespace(w.Peers[ns], w.NamespaceYAML(w.Peers[ns], apps[ns].tunnelIf(), files[ns])); err != nil {
 			t.Fatal(err)
 		}
@@ -134,6 +140,82 @@ func TestStrictProfile(t *testing.T) {
 	})
 	t.Run("lighttpd", func(t *testing.T) {
 		web(t, "slig", "lighttpd.service", "lighttpd", "http://127.0.0.1:8082/vpnc.txt", "served by lighttpd", "00000000000000e0")
+	})
+
+	t.Run("transmission", func(t *testing.T) {
+		a := apps["strm"]
+		const u = "transmission-daemon.service"
+		a.start(t, u)
+		a.inNamespace(t, u)
+		a.listening(t, "tcp", 9091)
+		rpc := "http://127.0.0.1:9091/transmission/rpc"
+		if out, code := transmissionRPC(t, c, rpc, `{"method":"session-set","arguments":{"peer-port":41241,"peer-port-random-on-start":false}}`); code != 200 || !strings.Contains(out, "success") {
+			t.Fatalf("session-set: %d %s", code, out)
+		}
+		a.listening(t, "tcp", 41241)
+		tor, _ := a.writeTorrent(t, "strm")
+		if out, code := transmissionRPC(t, c, rpc, `{"method":"torrent-add","arguments":{"filename":"/srv/vpnc/strm.torrent"}}`); code != 200 || !strings.Contains(out, "success") {
+			t.Fatalf("torrent-add: %d %s", code, out)
+		}
+		a.announced(t, "Transmission/", tor)
+		mustRun(t, c, "systemctl", "restart", u)
+		a.listening(t, "tcp", 9091)
+		if out, _ := transmissionRPC(t, c, rpc, `{"method":"session-get","arguments":{"fields":["peer-port"]}}`); !strings.Contains(out, `"peer-port":41241`) {
+			t.Errorf("after the restart: %s", out)
+		}
+		if j := c.Journal(u, 200); strings.Contains(j, "Read-only file system") {
+			t.Errorf("Transmission could not write its state under strict:\n%s", j)
+		}
+	})
+
+	t.Run("deluge", func(t *testing.T) {
+		a := apps["sdlg"]
+		a.start(t, "deluged.service", "deluge-web.service")
+		a.inNamespace(t, "deluged.service")
+		a.listening(t, "tcp", 58846)
+		a.listening(t, "tcp", 8112)
+		connect := func(t *testing.T) {
+			t.Helper()
+			deadline := time.Now().Add(60 * time.Second)
+			for string(delugeRPC(t, c, "auth.login", "deluge")) != "true" {
+				if time.Now().After(deadline) {
+					t.Fatal("deluge-web refuses the default password")
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			var hosts [][]any
+			if err := json.Unmarshal(delugeRPC(t, c, "web.get_hosts"), &hosts); err != nil || len(hosts) == 0 {
+				t.Fatalf("web.get_hosts: %v %v", hosts, err)
+			}
+			for string(delugeRPC(t, c, "web.connected")) != "true" {
+				delugeRPC(t, c, "web.connect", hosts[0][0])
+				if time.Now().After(deadline) {
+					t.Fatalf("deluge-web does not connect to deluged")
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		}
+		connect(t)
+		delugeRPC(t, c, "core.set_config", map[string]any{"random_port": false, "listen_ports": []int{41242, 41242}})
+		a.listening(t, "tcp", 41242)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			b, _ := c.ReadFile("/var/lib/deluged/config/core.conf")
+			if strings.Contains(string(b), "41242") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("core.conf never got the new port under strict:\n%s\n%s", b, c.Journal("deluged.service", 30))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		mustRun(t, c, "systemctl", "restart", "deluged.service")
+		a.listening(t, "tcp", 58846)
+		connect(t)
+		if got := string(delugeRPC(t, c, "core.get_config_value", "listen_ports")); !strings.Contains(got, "41242") {
+			t.Errorf("listen_ports after the restart: %s", got)
+		}
+		a.listening(t, "tcp", 41242)
 	})
 	noLeaks(t, cp)
 }
