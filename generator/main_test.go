@@ -142,3 +142,30 @@ func TestUnreadableConfigDirFailsClosed(t *testing.T) {
 		t.Errorf("recorded unit not blocked: %v\n%s\ngenerator said: %s", rerr, drop, b)
 	}
 }
+
+// TestStraysAreLogged: a namespace file saved under a name the generator
+// does not read (media.YAML, media.yaml.txt, media.conf) is logged at
+// error priority, with the units it blocks (issue 10: they used to be
+// ignored in silence); a backup copy is a warning.
+func TestStraysAreLogged(t *testing.T) {
+	bin := buildGenerator(t)
+	c := gentest.Prepare(t, "15-strays")
+	stderr, code := runGenerator(t, bin, c, t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	got := c.Normalize(stderr)
+	for _, want := range []string{
+		"error: /etc/vpn-confinement.d/torrent.YAML: not read: the extension must be lower-case; rename it to torrent.yaml; blocking its units until then: torrent.service\n",
+		"error: /etc/vpn-confinement.d/web.yaml.txt: not read: only names ending in .yaml or .yml are read; rename it to web.yaml; blocking its units until then: web.service\n",
+		"error: /etc/vpn-confinement.d/arr.conf: not read: namespace files must be named NAME.yaml; rename it to arr.yaml; blocking its units until then: conf.service\n",
+		"/etc/vpn-confinement.d/media.yaml~: not read: a backup copy",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("generator log lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "error: /etc/vpn-confinement.d/media.yaml~") {
+		t.Errorf("a backup copy is logged as an error:\n%s", got)
+	}
+}

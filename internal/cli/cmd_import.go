@@ -17,8 +17,9 @@ func cmdImport(e *Env, args []string) (int, error) {
 	fs.StringVar(&o.Dir, "dir", e.Paths.ConfigDir, "")
 	fs.StringVar(&o.IPv6, "ipv6", "disable", "")
 	fs.StringVar(&o.Interface, "interface", "", "")
-	var services, dns stringList
+	var services, dns, publish stringList
 	fs.Var(&services, "service", "")
+	fs.Var(&publish, "publish", "")
 	fs.Var(&dns, "dns", "")
 	unitPath := fs.String("unit-path", strings.Join(e.Paths.UnitPath, ":"), "")
 	pos, _, err := parseArgs(fs, args, 0)
@@ -29,7 +30,7 @@ func cmdImport(e *Env, args []string) (int, error) {
 		return exitTrouble, usagef("expected one wg-quick FILE, got %d arguments", len(pos))
 	}
 	o.File = pos[0]
-	o.Services, o.DNS = services, dns
+	o.Services, o.DNS, o.Publish = services, dns, publish
 	o.UnitPath = splitPath(*unitPath)
 	o.StateDir = e.Paths.StateDir
 	res, err := wgimport.Import(o)

@@ -28,12 +28,15 @@ files are found, but only its own results are shown.
 
 Diagnostics are printed as FILE:LINE:COLUMN: KEY: MESSAGE (the format editors
 and CI annotators understand): errors first, then warnings, then one verdict
-line per file naming the units an invalid file blocks.
+line per file naming the units an invalid file blocks. Under a valid file's
+verdict, each confined service: its hardening profile, user, capabilities,
+address families, writable paths (and why), what the profile removes, and
+what its app preset asks you to set in the app.
 
 Options:
   --json              print {"files":[{"file","namespace","valid","errors",
-                      "warnings","units","blocked"}]}; diagnostics are
-                      {"file","line","column","key","message"}
+                      "warnings","units","blocked","services"}]}; diagnostics
+                      are {"file","line","column","key","message"}
   -q, --quiet         print only the diagnostics
   --strict            exit 1 on warnings too
   --config-dir DIR    directory checked without arguments
@@ -71,8 +74,9 @@ Show every namespace compiled at the last daemon-reload, or only NAME:
   port fwd    port forwarding: protocol, gateway, apps, vpn-pf@NAME
   tripwire    the host-side tripwire's drop counter of the namespace (any
               packet is an escape) and the units it watches
-Then the namespaces running without a file (removed or invalid: what to
-stop) and the host tripwire (loaded, or why this host cannot have it).
+Then the namespaces running without a file (removed or invalid: which
+units still run inside it, which already run outside, what to do) and the
+host tripwire (loaded, or why this host cannot have it).
 Reading the kernel state needs root; without it, status shows what it can
 and says what it could not read.
 
@@ -246,6 +250,9 @@ Options:
   --ipv6 MODE         disable (default: the provider's IPv6 is left out, in
                       comments) or tunnel (IPv6 through the tunnel)
   --service UNIT      a service to confine (repeatable)
+  --publish LISTEN    serve a confined port on the host, e.g. 127.0.0.1:8080
+                      for a web UI on http://localhost:8080 (repeatable;
+                      a publish[].listen value of vpn-confinement.d(5))
   --dns ADDR          resolver to use when FILE has no DNS = (repeatable)
   --interface IFACE   tunnel interface name (default: wg0, or the first free
                       wgN when other namespaces use it)

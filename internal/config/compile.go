@@ -119,6 +119,10 @@ type compiler struct {
 	ha       bool
 	// peerLines locates peers imported from wireguard.configFile.
 	peerLines map[int]srcLine
+	// configFileFailed: wireguard.configFile is set but could not be used
+	// (its error is reported); what the file would have given (key,
+	// addresses, peers, resolvers) is then not reported missing as well.
+	configFileFailed bool
 }
 
 type srcLine struct {
@@ -179,6 +183,7 @@ func (c *compiler) compile() *plan.Namespace {
 	n.IPv6 = ipv6Mode == "tunnel"
 
 	wgq := c.importWgQuick(n)
+	c.configFileFailed = s.WireGuard.ConfigFile != nil && wgq == nil
 	c.compileWireGuard(n, wgq)
 	c.compileDNS(n, wgq)
 	c.compileEgress(n)
@@ -228,7 +233,7 @@ func (c *compiler) compileDNS(n *plan.Namespace, wgq *wgQuickImport) {
 		seen[a] = true
 		n.DNS.Servers = append(n.DNS.Servers, a)
 	}
-	if n.DNS.Mode == plan.DNSStrict && len(servers) == 0 {
+	if n.DNS.Mode == plan.DNSStrict && len(servers) == 0 && !c.configFileFailed {
 		c.errorf("dns.servers", "must list at least one resolver reachable through the tunnel (strict DNS pins name resolution to it)")
 	}
 	if len(n.DNS.Servers) > 3 {

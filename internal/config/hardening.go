@@ -53,10 +53,8 @@ func (c *compiler) compileServiceHardening(key string, u unitSchema, su *plan.Un
 // app preset, its home, its PID file. An entry whose unit is not
 // installed yet gets none of this (the generator runs again once it is).
 func (c *compiler) applyUnitFile(key string, u *unitfile.Unit, su *plan.Unit, explicitApp string) {
-	user, _ := u.Last("Service", "User")
-	dyn, _ := u.Last("Service", "DynamicUser")
-	name := expandInstance(user.Value, su.Name)
-	su.Root = (name == "" || name == "root" || name == "0") && !truthy(dyn.Value)
+	name, dynamic := ServiceUser(u, su.Name)
+	su.Root = (name == "" || name == "root" || name == "0") && !dynamic
 	strict := su.HardeningProfile == plan.HardeningStrict
 	if p, _ := presetFor(su.Name, explicitApp); p != nil {
 		su.App = p.Name
@@ -65,10 +63,11 @@ func (c *compiler) applyUnitFile(key string, u *unitfile.Unit, su *plan.Unit, ex
 			add = append(add, p.StrictWritable...)
 		}
 		su.ReadWritePaths = append(su.ReadWritePaths, add...)
+		su.WriteExecute = strict && p.StrictWriteExecute
 	}
 	// A service that runs as a user expects its home to be writable (the
 	// rest of /home stays read-only): qBittorrent keeps everything there.
-	if !su.Root && !truthy(dyn.Value) && name != "" && c.env.LookupHome != nil {
+	if !su.Root && !dynamic && name != "" && c.env.LookupHome != nil {
 		if home, ok := c.env.LookupHome(name); ok && home != "/" && home != "/nonexistent" && filepath.IsAbs(home) && hardening.WriteRefusal(home) == "" {
 			su.Home = home
 		}
@@ -84,6 +83,15 @@ func (c *compiler) applyUnitFile(key string, u *unitfile.Unit, su *plan.Unit, ex
 	su.ReadWritePaths = dedupeStrings(su.ReadWritePaths)
 	sort.Strings(su.ReadWritePaths)
 	su.Capabilities = hardening.Capabilities(su.Root, strict, su.Capabilities)
+}
+
+// ServiceUser is the user unit u (listed as name, an instance for
+// templates) runs as: its User= with %i resolved ("" for none), and
+// whether it sets DynamicUser=.
+func ServiceUser(u *unitfile.Unit, name string) (user string, dynamic bool) {
+	us, _ := u.Last("Service", "User")
+	dyn, _ := u.Last("Service", "DynamicUser")
+	return expandInstance(us.Value, name), truthy(dyn.Value)
 }
 
 // expandInstance resolves the instance specifiers %i and %I of unit u in s

@@ -78,6 +78,18 @@ func (c *compiler) checkUnitFiles(n *plan.Namespace) {
 		c.checkBinds(key, u, su, n)
 		c.checkShadowed(key, u)
 		if p, _ := presetFor(su.Name, explicit); p != nil {
+			if su.Root && su.HardeningProfile == plan.HardeningStrict {
+				var missing []string
+				for _, cp := range p.StrictCapabilities {
+					if !containsString(su.Capabilities, cp) {
+						missing = append(missing, cp)
+					}
+				}
+				if len(missing) > 0 {
+					c.warnf(key, "%s: the strict profile keeps only %s for root services, and without %s %s; add extraCapabilities: [%s] to this entry, or use the baseline profile", p.Name,
+						strings.Join(hardening.RootStrict, " "), strings.Join(missing, " "), p.StrictWhy, strings.Join(missing, ", "))
+				}
+			}
 			for _, need := range p.NeedsConfined {
 				if !services[need] {
 					c.warnf(key, "%s: %s must be confined in this namespace too (add \"- unit: %s\"): %s", p.Name, need, need, strings.Join(p.Notes, "; "))

@@ -109,6 +109,8 @@ func (c *compiler) compileWireGuard(n *plan.Namespace, wgq *wgQuickImport) {
 				wg.PrivateKey.Credential = CredPrivateKey
 			}
 		}
+	case c.configFileFailed:
+		// The key was to come from the provider file: its error says why not.
 	default:
 		if boolean(s.GeneratePrivateKeyFile, false) {
 			c.errorf("wireguard.generatePrivateKeyFile", "needs wireguard.privateKeyFile: the path where the key is created")
@@ -157,7 +159,7 @@ func (c *compiler) compileWireGuard(n *plan.Namespace, wgq *wgQuickImport) {
 		}
 		c.compilePeers(n, s)
 	}
-	if len(wg.Addresses) == 0 && len(s.Addresses) == 0 && wgq == nil {
+	if len(wg.Addresses) == 0 && len(s.Addresses) == 0 && wgq == nil && !c.configFileFailed {
 		c.errorf("wireguard.addresses", "must list at least one tunnel address")
 	}
 	if wg.MTU != 0 {
@@ -170,7 +172,7 @@ func (c *compiler) compileWireGuard(n *plan.Namespace, wgq *wgQuickImport) {
 			c.errorf("wireguard.mtu", "must be between %d and 65535 (got %d)", lo, wg.MTU)
 		}
 	}
-	if len(wg.Peers) == 0 {
+	if len(wg.Peers) == 0 && !c.configFileFailed {
 		c.errorf("wireguard.peers", "must list at least one peer")
 	}
 

@@ -294,6 +294,9 @@ type Unit struct {
 	// RuntimeFiles are files under /run the service writes (its PIDFile=),
 	// created by the namespace helper so they can be made writable alone.
 	RuntimeFiles []string `json:"runtimeFiles,omitempty"`
+	// WriteExecute: the strict profile leaves out MemoryDenyWriteExecute=
+	// because the service's app preset needs writable executable memory.
+	WriteExecute bool `json:"writeExecute,omitempty"`
 }
 
 // NetnsPath is the pinned namespace path for name.

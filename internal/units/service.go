@@ -26,8 +26,7 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 	tw := LibexecDir + "/vpn-confinement-tripwire"
 	f.add("Service", "ExecStartPre", "+"+tw+" add "+n.Name)
 	f.add("Service", "ExecStopPost", "+"+tw+" remove "+n.Name)
-	families := append(append([]string{}, hardening.Families...), u.ExtraAddressFamilies...)
-	f.add("Service", "RestrictAddressFamilies", "", strings.Join(dedupe(families), " "))
+	f.add("Service", "RestrictAddressFamilies", "", strings.Join(Families(u), " "))
 
 	// The host's control planes. /run/systemd is replaced by an empty
 	// tmpfs, private to the service (InaccessiblePaths= of it fails under
@@ -78,29 +77,10 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 	f.add("Service", "AmbientCapabilities", "")
 	f.add("Service", "NoNewPrivileges", "yes")
 	f.add("Service", "PrivateTmp", "yes")
-	cur := func(k string) string {
-		if existing != nil {
-			if s, ok := existing.Last("Service", k); ok {
-				return s.Value
-			}
-		}
-		return ""
-	}
-	ps, ph := "full", "read-only"
+	ps, ph := Protection(u, existing)
+	f.add("Service", "ProtectSystem", ps)
+	f.add("Service", "ProtectHome", ph)
 	if strict || u.Root {
-		ps = "strict"
-	}
-	if strict {
-		ph = "yes"
-		if u.Home != "" && strings.HasPrefix(u.Home, "/home/") {
-			// ProtectHome=yes cannot be reopened for one home (measured);
-			// an empty /home with the home bound back can.
-			ph = "tmpfs"
-		}
-	}
-	f.add("Service", "ProtectSystem", stronger("ProtectSystem", ps, cur("ProtectSystem")))
-	f.add("Service", "ProtectHome", stronger("ProtectHome", ph, cur("ProtectHome")))
-	if ps == "strict" {
 		// ProtectControlGroups= implies MountAPIVFS=, which leaves /run
 		// writable under ProtectSystem=strict (measured, systemd 252).
 		f.add("Service", "ReadOnlyPaths", "/run")
@@ -137,6 +117,9 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 	if strict {
 		for _, k := range []string{"PrivateDevices", "ProtectKernelModules", "ProtectKernelTunables", "ProtectKernelLogs",
 			"RestrictNamespaces", "ProtectClock", "ProtectHostname", "RestrictRealtime", "MemoryDenyWriteExecute"} {
+			if k == "MemoryDenyWriteExecute" && u.WriteExecute {
+				continue // its app preset needs it (deluged exits at start)
+			}
 			f.add("Service", k, "yes")
 		}
 		f.add("Service", "ProtectProc", "invisible")
@@ -172,6 +155,38 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 		f.add("Service", "SocketBindAllow", append([]string{""}, dedupe(allow)...)...)
 	}
 	return f.body()
+}
+
+// Families is the RestrictAddressFamilies= list of service u.
+func Families(u plan.Unit) []string {
+	return dedupe(append(append([]string{}, hardening.Families...), u.ExtraAddressFamilies...))
+}
+
+// Protection is the ProtectSystem= and ProtectHome= of service u's drop-in:
+// the profile's values, or the unit's own (existing) where stronger.
+func Protection(u plan.Unit, existing *unitfile.Unit) (system, home string) {
+	cur := func(k string) string {
+		if existing != nil {
+			if s, ok := existing.Last("Service", k); ok {
+				return s.Value
+			}
+		}
+		return ""
+	}
+	strict := u.HardeningProfile == plan.HardeningStrict
+	ps, ph := "full", "read-only"
+	if strict || u.Root {
+		ps = "strict"
+	}
+	if strict {
+		ph = "yes"
+		if u.Home != "" && strings.HasPrefix(u.Home, "/home/") {
+			// ProtectHome=yes cannot be reopened for one home (measured);
+			// an empty /home with the home bound back can.
+			ph = "tmpfs"
+		}
+	}
+	return stronger("ProtectSystem", ps, cur("ProtectSystem")), stronger("ProtectHome", ph, cur("ProtectHome"))
 }
 
 // RuntimeFileSource is the file in the namespace's private runtime dir

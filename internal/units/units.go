@@ -274,8 +274,13 @@ func ServiceHeader(n *plan.Namespace, u plan.Unit) []byte {
 // BodyKey identifies service drop-in bodies that render identically within
 // a namespace, so the generator renders each distinct body once.
 func BodyKey(u plan.Unit, existing *unitfile.Unit) string {
-	k := fmt.Sprintf("%s|%v|%s|%v|%v|%s|%s|%s|%s|%s", u.HardeningProfile, u.RestrictBind, strings.Join(u.ExtraAddressFamilies, " "),
-		u.Root, u.AllowSystemBus, u.Home, u.App, strings.Join(u.ReadWritePaths, " "), strings.Join(u.Capabilities, " "), strings.Join(u.RuntimeFiles, " "))
+	k := fmt.Sprintf("%s|%v|%s|%v|%v|%s|%s|%s|%s|%s|%v", u.HardeningProfile, u.RestrictBind, strings.Join(u.ExtraAddressFamilies, " "),
+		u.Root, u.AllowSystemBus, u.Home, u.App, strings.Join(u.ReadWritePaths, " "), strings.Join(u.Capabilities, " "), strings.Join(u.RuntimeFiles, " "),
+		u.WriteExecute)
+	if len(u.RuntimeFiles) > 0 {
+		// Their bind sources are below the unit's own name.
+		k += "|" + u.Name
+	}
 	if existing != nil {
 		for _, set := range []string{"ProtectSystem", "ProtectHome"} {
 			if s, ok := existing.Last("Service", set); ok {

@@ -83,3 +83,24 @@ func TestServiceBodySharedAcrossUnits(t *testing.T) {
 		t.Errorf("BodyKey ignores the profile")
 	}
 }
+
+// Bodies differ when the unit name is part of them (a root service's PID
+// file is bound from a directory named after the unit) or when the strict
+// profile keeps writable executable memory for an app.
+func TestBodyKeyDistinguishes(t *testing.T) {
+	a := plan.Unit{Name: "a.service", Root: true, RuntimeFiles: []string{"/run/x.pid"}}
+	b := a
+	b.Name = "b.service"
+	if BodyKey(a, nil) == BodyKey(b, nil) {
+		t.Error("two root services with the same PID file path share a body (and one's bind source)")
+	}
+	s := plan.Unit{Name: "d.service", HardeningProfile: "strict", App: "deluge"}
+	w := s
+	w.WriteExecute = true
+	if BodyKey(s, nil) == BodyKey(w, nil) {
+		t.Error("BodyKey ignores WriteExecute")
+	}
+	if c, d := (plan.Unit{Name: "c.service"}), (plan.Unit{Name: "d.service"}); BodyKey(c, nil) != BodyKey(d, nil) {
+		t.Error("plain units no longer share a body")
+	}
+}

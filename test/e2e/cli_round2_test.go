@@ -367,7 +367,7 @@ services:
 				o = &rep.Orphans[i]
 			}
 		}
-		want := "namespace cli2b is running without a file: orph.service run unconfined after their next restart; stop it: systemctl stop orph.service vpn-ns@cli2b.service"
+		want := "namespace cli2b is running without a file (/etc/vpn-confinement.d/cli2b.yaml was removed): orph.service run unconfined after their next restart; orph.service still run inside it, without their drop-in; to keep them confined restore /etc/vpn-confinement.d/cli2b.yaml, to end the confinement on purpose: systemctl stop orph.service vpn-ns@cli2b.service"
 		if o == nil || !o.Running || o.Problem != want || r.Code != 1 {
 			t.Errorf("orphan: %+v\n%s", o, r.Stdout)
 		}

@@ -141,6 +141,11 @@ func TestConfinedService(t *testing.T) {
 	}
 
 	t.Run("1-namespace-dns-dropin", func(t *testing.T) {
+		// Type=simple is active from the fork on, before the child has its
+		// mount namespace (seen: the host's resolv.conf): wait for the exec.
+		if !waitComm(c, "app.service", "sleep") {
+			t.Fatal("app.service never ran sleep")
+		}
 		pid := c.MainPID("app.service")
 		if got, want := c.NetnsInode(fmt.Sprintf("/proc/%d/ns/net", pid)), c.NetnsInode("/run/netns/vpnapps"); got == "" || got != want {
 			t.Errorf("app netns inode %q, /run/netns/vpnapps %q", got, want)

@@ -177,7 +177,7 @@ wait`, addr, x.ns, port)
 func (x *pfWorld) listens(port uint16, daemon string, d time.Duration) {
 	x.t.Helper()
 	if msg := ct.Eventually(d, func() string {
-		s := x.c.Sockets(x.ns, port)
+		s := x.c.PortSockets(x.ns, port)
 		for _, l := range strings.Split(s, "\n") {
 			if strings.HasPrefix(l, "tcp") && strings.Contains(l, "LISTEN") && strings.Contains(l, `(("`+daemon+`"`) {
 				return ""
@@ -406,7 +406,7 @@ func runApp(t *testing.T, a app) {
 	x.refused(p1, "the old port after the change")
 	x.udpRefused(p1, "the old port after the change")
 	if a.staleUDP != 0 {
-		socks := c.Sockets(x.ns, a.staleUDP)
+		socks := c.PortSockets(x.ns, a.staleUDP)
 		t.Logf("%s: sockets on its first port %d after the changes:\n%s", a.name, a.staleUDP, socks)
 		if !strings.Contains(socks, "udp") {
 			t.Errorf("%s no longer holds udp %d (APPS.md says it keeps it until a restart); update the docs", a.name, a.staleUDP)

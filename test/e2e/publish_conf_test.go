@@ -61,7 +61,7 @@ func TestPublishConflicts(t *testing.T) {
 		reload(t, c)
 		mustRun(t, c, "systemctl", "start", "app-a.service")
 		if !c.WaitListen("127.0.0.1", "8080", 10*time.Second) {
-			t.Errorf("pa's published socket does not listen:\n%s", c.Listening())
+			t.Errorf("pa's published socket does not listen:\n%s", c.HostListeners())
 		}
 		mustRun(t, c, "systemctl", "stop", "vpn-ns@pa.service")
 	})

@@ -45,7 +45,7 @@ func nginxAccess(c *ct.Container, agent string) []string {
 // with the proxy's loopback address as the client.
 func expectServed(t *testing.T, c *ct.Container, lan bool, url, agent string) {
 	t.Helper()
-	get := c.Curl
+	get := c.HostCurl
 	if lan {
 		get = c.CurlFromLAN
 	}
@@ -63,7 +63,7 @@ func expectServed(t *testing.T, c *ct.Container, lan bool, url, agent string) {
 
 func expectRefused(t *testing.T, c *ct.Container, lan bool, url string) {
 	t.Helper()
-	get := c.Curl
+	get := c.HostCurl
 	if lan {
 		get = c.CurlFromLAN
 	}
@@ -98,7 +98,7 @@ func reloadNamespace(t *testing.T, c *ct.Container, name string, wait ...string)
 	for _, a := range wait {
 		host, port, _ := strings.Cut(a, ":")
 		if !c.WaitListen(host, port, 10*time.Second) {
-			t.Errorf("nothing listens on %s after the reload:\n%s", a, c.Listening())
+			t.Errorf("nothing listens on %s after the reload:\n%s", a, c.HostListeners())
 		}
 	}
 }
@@ -152,7 +152,7 @@ func TestPublish(t *testing.T) {
 		// The host socket belongs to PID 1 (and the proxy it activated);
 		// the proxy runs inside the namespace as a dynamic user without
 		// capabilities.
-		ls := c.Listening()
+		ls := c.HostListeners()
 		if !regexp.MustCompile(`127\.0\.0\.1:8080 .*"systemd",pid=1,`).MatchString(ls) {
 			t.Errorf("127.0.0.1:8080 is not PID 1's socket:\n%s", ls)
 		}
@@ -192,7 +192,7 @@ func TestPublish(t *testing.T) {
 		if got := c.NetnsInode(fmt.Sprintf("/proc/%d/ns/net", c.MainPID("fdserve.service"))); got != pin {
 			t.Errorf("fdserve.service runs in netns %s, want %s", got, pin)
 		}
-		if ls := c.Listening(); !regexp.MustCompile(`127\.0\.0\.1:8090 .*"vpnc-probe"`).MatchString(ls) {
+		if ls := c.HostListeners(); !regexp.MustCompile(`127\.0\.0\.1:8090 .*"vpnc-probe"`).MatchString(ls) {
 			t.Errorf("fdserve does not hold the host socket itself:\n%s", ls)
 		}
 		if got := strings.TrimSpace(c.Run("systemctl", "show", "-P", "LoadState", "vpn-publish-pubns-8090.service").Stdout); got != "not-found" {
@@ -304,7 +304,7 @@ func TestPublish(t *testing.T) {
 	})
 
 	t.Run("verify-proxy", func(t *testing.T) {
-		c.Curl("http://127.0.0.1:8080/") // the proxy runs
+		c.HostCurl("http://127.0.0.1:8080/") // the proxy runs
 		r := c.Run("vpn-confinement", "verify", proxy)
 		if r.Code != 0 {
 			t.Errorf("verify %s: %s", proxy, r)
@@ -345,7 +345,7 @@ func TestPublish(t *testing.T) {
 	})
 
 	t.Run("entry-removed", func(t *testing.T) {
-		c.Curl("http://127.0.0.1:8080/")
+		c.HostCurl("http://127.0.0.1:8080/")
 		installYAML(t, c, w, p, "services:\n  - unit: nginx.service\n    allowRoot: true\n  - unit: fdserve.service\n")
 		reload(t, c)
 		// Measured (systemd 252): the sockets are "active" but not-found,
@@ -354,8 +354,8 @@ func TestPublish(t *testing.T) {
 		if got := strings.TrimSpace(c.Run("systemctl", "show", "-P", "LoadState", sock).Stdout); got != "not-found" {
 			t.Errorf("%s LoadState %s after its entry was removed", sock, got)
 		}
-		t.Logf("after daemon-reload: %s %s; listening:\n%s", sock, c.Active(sock), c.Listening())
-		if r := c.Curl("http://127.0.0.1:8080/"); !strings.Contains(r.Stdout, nginxWelcome) {
+		t.Logf("after daemon-reload: %s %s; listening:\n%s", sock, c.Active(sock), c.HostListeners())
+		if r := c.HostCurl("http://127.0.0.1:8080/"); !strings.Contains(r.Stdout, nginxWelcome) {
 			t.Errorf("measured behaviour changed: the running proxy no longer serves after its unit vanished: %s", r)
 		}
 		mustRun(t, c, "systemctl", "reload", "vpn-ns@pubns.service")
@@ -399,7 +399,7 @@ func TestPublish(t *testing.T) {
 		// (measured) until the namespace reloads, which restarts it.
 		installYAML(t, c, w, p, publishYAML("127.0.0.1:8080", true))
 		reload(t, c)
-		t.Logf("after the fix and daemon-reload: %s %s; listening:\n%s", sock, c.Active(sock), c.Listening())
+		t.Logf("after the fix and daemon-reload: %s %s; listening:\n%s", sock, c.Active(sock), c.HostListeners())
 		reloadNamespace(t, c, "pubns", "127.0.0.1:8080", "127.0.0.1:8090")
 		expectServed(t, c, false, "http://127.0.0.1:8080/", "vpnc-e2e-fixed")
 		r := c.Run("/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8090; cat <&3")
@@ -409,7 +409,7 @@ func TestPublish(t *testing.T) {
 	})
 
 	t.Run("namespace-stop-leaves-no-listener", func(t *testing.T) {
-		c.Curl("http://127.0.0.1:8080/") // the proxy holds a listener
+		c.HostCurl("http://127.0.0.1:8080/") // the proxy holds a listener
 		// The entry vanishes without a reload, then the namespace stops:
 		// no dependency reaches the not-found units any more.
 		installYAML(t, c, w, p, "services:\n  - unit: nginx.service\n    allowRoot: true\n  - unit: fdserve.service\n")
@@ -420,7 +420,7 @@ func TestPublish(t *testing.T) {
 				t.Errorf("%s %s after the namespace stopped", u, c.Active(u))
 			}
 		}
-		if ls := c.Listening(); strings.Contains(ls, ":8080 ") || strings.Contains(ls, ":8090 ") {
+		if ls := c.HostListeners(); strings.Contains(ls, ":8080 ") || strings.Contains(ls, ":8090 ") {
 			t.Errorf("a published port still listens after the namespace stopped:\n%s", ls)
 		}
 	})

@@ -200,4 +200,3 @@ func (a *assessor) dnsAndLinks() {
 		}
 	}
 }
-

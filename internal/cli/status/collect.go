@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,30 +47,33 @@ func (c Collector) Collect(only string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var sel []paths.PlanFile
 	if only != "" {
-		var sel []paths.PlanFile
 		for _, pf := range plans {
 			if pf.Name == only {
 				sel = append(sel, pf)
 			}
 		}
+	}
+	// The generator's view of the config dir (files without a plan,
+	// orphans), and the namespaces that may run without a plan.
+	gen, genErr := c.generate()
+	candidates := c.orphanCandidates(plans, gen)
+	if only != "" {
 		if len(sel) == 0 {
-			_, err := c.Paths.LoadPlan(only)
-			return nil, fmt.Errorf("%w: %v", ErrUnknownNamespace, err)
+			// A namespace whose file was removed has no plan, but may
+			// still run: that is worth a report, not "unknown".
+			if !slices.Contains(candidates, only) {
+				_, err := c.Paths.LoadPlan(only)
+				return nil, fmt.Errorf("%w: %v", ErrUnknownNamespace, err)
+			}
+			candidates = []string{only}
+		} else {
+			candidates = nil
 		}
 		plans = sel
 	}
 	rep := &Report{Systemd: "running", Namespaces: []Namespace{}, NotCompiled: []NotCompiled{}, Orphans: []Orphan{}}
-
-	// The generator's view of the config dir (files without a plan,
-	// orphans), and the namespaces that may run without a plan.
-	var gen *generator.Output
-	var genErr error
-	var candidates []string
-	if only == "" {
-		gen, genErr = generator.Generate(generator.Options{ConfigDir: c.Paths.ConfigDir, UnitPath: c.Paths.UnitPath, StateDir: c.Paths.StateDir})
-		candidates = c.orphanCandidates(plans, gen)
-	}
 
 	// One systemctl call for every unit of every namespace.
 	var all []string
@@ -120,9 +124,14 @@ func (c Collector) Collect(only string) (*Report, error) {
 	}
 	if only == "" {
 		rep.NotCompiled = c.notCompiled(plans, gen, genErr)
-		rep.Orphans = c.collectOrphans(gen, candidates, props, known)
 	}
+	rep.Orphans = c.collectOrphans(gen, candidates, props, Known{Systemd: known.Systemd, Kernel: c.Kernel})
 	return rep, nil
+}
+
+// generate compiles the config dir as the generator does.
+func (c Collector) generate() (*generator.Output, error) {
+	return generator.Generate(generator.Options{ConfigDir: c.Paths.ConfigDir, UnitPath: c.Paths.UnitPath, StateDir: c.Paths.StateDir})
 }
 
 func chainUnits(p *plan.Namespace) []string {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/paths"
+	"github.com/vpn-confinement/vpn-confinement/internal/cli/procfs"
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/systemd"
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/generator"
@@ -22,8 +23,9 @@ import (
 type Orphan struct {
 	Namespace string `json:"namespace"`
 	// File is the namespace file when it still exists (invalid, so not
-	// compiled); "" when it was removed.
-	File string `json:"file,omitempty"`
+	// compiled); "" when it was removed. Config is where it was.
+	File   string `json:"file,omitempty"`
+	Config string `json:"config"`
 	// Running: vpn-ns@NAME is active or /run/netns/NAME exists.
 	Running      bool   `json:"running"`
 	NetnsPresent bool   `json:"netnsPresent"`
@@ -127,9 +129,23 @@ func (c Collector) collectOrphans(gen *generator.Output, candidates []string, pr
 		if recorded[name] {
 			o.Record = filepath.Join(c.Paths.StateDir, name+".units")
 		}
-		for _, u := range readRecord(c.Paths.StateDir, name) {
-			o.Units = append(o.Units, unitOf(u, props[u]))
+		var pinID procfs.ID
+		if o.NetnsPresent {
+			pinID, _ = procfs.Stat(c.Paths.Netns(name))
 		}
+		for _, u := range readRecord(c.Paths.StateDir, name) {
+			unit := unitOf(u, props[u])
+			// Where it runs now: still inside (confined until its next
+			// restart) or already on the host's network.
+			if unit.MainPID > 0 && known.Kernel {
+				if id, err := procfs.NetnsOf(c.Paths.Proc, unit.MainPID); err == nil {
+					in := o.NetnsPresent && id == pinID
+					unit.InNamespace = &in
+				}
+			}
+			o.Units = append(o.Units, unit)
+		}
+		o.Config = filepath.Join(c.Paths.ConfigDir, name+".yaml")
 		assessOrphan(&o, known)
 		out = append(out, o)
 	}
@@ -139,10 +155,18 @@ func (c Collector) collectOrphans(gen *generator.Output, candidates []string, pr
 // assessOrphan sets the orphan's problem or note.
 func assessOrphan(o *Orphan, k Known) {
 	ns := units.Instance(units.NsTemplate, o.Namespace)
-	var active []string
+	var active, inside, outside []string
 	for _, u := range o.Units {
-		if u.ActiveState == "active" {
-			active = append(active, u.Name)
+		if u.ActiveState != "active" {
+			continue
+		}
+		active = append(active, u.Name)
+		switch {
+		case u.InNamespace == nil:
+		case *u.InNamespace:
+			inside = append(inside, u.Name)
+		default:
+			outside = append(outside, u.Name)
 		}
 	}
 	us := "its units"
@@ -153,11 +177,19 @@ func assessOrphan(o *Orphan, k Known) {
 	// are gone too: stopping the namespace no longer stops them, so the
 	// command names them first.
 	stop := strings.Join(append(append([]string{}, active...), ns), " ")
+	where := ""
+	if len(outside) > 0 {
+		where += "; " + strings.Join(outside, ", ") + " already run OUTSIDE the namespace, on the host's network"
+	}
+	if len(inside) > 0 {
+		where += "; " + strings.Join(inside, ", ") + " still run inside it, without their drop-in"
+	}
 	switch {
 	case o.Running && o.File == "":
-		o.Problem = fmt.Sprintf("namespace %s is running without a file: %s run unconfined after their next restart; stop it: systemctl stop %s", o.Namespace, us, stop)
+		o.Problem = fmt.Sprintf("namespace %s is running without a file (%s was removed): %s run unconfined after their next restart%s; to keep them confined restore %s, to end the confinement on purpose: systemctl stop %s",
+			o.Namespace, o.Config, us, where, o.Config, stop)
 	case o.Running:
-		o.Problem = fmt.Sprintf("namespace %s is running without a compiled plan: %s is not valid, so %s are blocked at their next start; see: vpn-confinement validate %s", o.Namespace, o.File, us, o.File)
+		o.Problem = fmt.Sprintf("namespace %s is running without a compiled plan: %s is not valid, so %s are blocked at their next start%s; see: vpn-confinement validate %s", o.Namespace, o.File, us, where, o.File)
 	case o.File == "" && len(active) > 0:
 		o.Note = fmt.Sprintf("namespace %s has no file any more and does not run; %s, confined at its last good start, still run in what is left of it (no tunnel) and on the host's network after their next restart (removing the file is how confinement ends); forget the record: rm %s", o.Namespace, us, o.Record)
 	case o.File == "":

@@ -53,7 +53,7 @@ func (r *Report) WriteText(w io.Writer, now time.Time) {
 	if r.Systemd != "running" {
 		fmt.Fprintf(w, "note: unit states unknown: %s\n\n", r.Systemd)
 	}
-	if len(r.Namespaces) == 0 {
+	if len(r.Namespaces) == 0 && len(r.Orphans) == 0 {
 		fmt.Fprintln(w, "no compiled namespaces (nothing in /run/systemd/generator/vpn-confinement)")
 	}
 	for i, n := range r.Namespaces {
@@ -288,7 +288,6 @@ func firewallText(fw *kstate.Firewall) string {
 	s += fmt.Sprintf(", %d rules, %d sets; %d packets dropped (%s)", fw.Rules, fw.Sets, fw.DropPackets, bytesText(int64(fw.DropBytes)))
 	return s
 }
-
 
 func handshakeText(p Peer, now time.Time) string {
 	if p.LatestHandshake == nil {

@@ -189,12 +189,20 @@ func TestComparePlans(t *testing.T) {
 }
 
 func TestAssessOrphan(t *testing.T) {
-	running := Orphan{Namespace: "old", Running: true, Namespaced: Unit{Name: "vpn-ns@old.service", ActiveState: "active"},
+	running := Orphan{Namespace: "old", Running: true, Namespaced: Unit{Name: "vpn-ns@old.service", ActiveState: "active"}, Config: "/etc/vpn-confinement.d/old.yaml",
 		Units: []Unit{{Name: "app.service", ActiveState: "active"}, {Name: "idle.service", ActiveState: "inactive"}}}
 	o := running
 	assessOrphan(&o, allKnown)
-	if o.Problem != "namespace old is running without a file: app.service run unconfined after their next restart; stop it: systemctl stop app.service vpn-ns@old.service" {
+	if o.Problem != "namespace old is running without a file (/etc/vpn-confinement.d/old.yaml was removed): app.service run unconfined after their next restart; to keep them confined restore /etc/vpn-confinement.d/old.yaml, to end the confinement on purpose: systemctl stop app.service vpn-ns@old.service" {
 		t.Errorf("problem %q", o.Problem)
+	}
+	// Measured: one still inside, one already restarted onto the host.
+	o = running
+	in, out := true, false
+	o.Units = []Unit{{Name: "app.service", ActiveState: "active", InNamespace: &in}, {Name: "web.service", ActiveState: "active", InNamespace: &out}}
+	assessOrphan(&o, allKnown)
+	if !strings.Contains(o.Problem, "; web.service already run OUTSIDE the namespace, on the host's network; app.service still run inside it, without their drop-in;") {
+		t.Errorf("measured problem %q", o.Problem)
 	}
 	o = running
 	o.File = "/etc/vpn-confinement.d/old.yaml"

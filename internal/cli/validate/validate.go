@@ -18,6 +18,7 @@ import (
 
 	"github.com/vpn-confinement/vpn-confinement/internal/config"
 	"github.com/vpn-confinement/vpn-confinement/internal/generator"
+	"github.com/vpn-confinement/vpn-confinement/internal/unitfile"
 )
 
 // Options selects what to validate.
@@ -31,6 +32,9 @@ type Options struct {
 	// StateDir holds the units recorded at each namespace's last good
 	// start; it only affects which units an invalid file blocks.
 	StateDir string
+	// PasswdFile is read for services' homes (default /etc/passwd, "-"
+	// for none), as by the generator.
+	PasswdFile string
 }
 
 // File is the verdict on one namespace file. The JSON form is a stable
@@ -46,6 +50,9 @@ type File struct {
 	// Blocked lists the units the generator blocks because of this file
 	// (its own units plus those recorded at its last good start).
 	Blocked []string `json:"blocked"`
+	// Services says, per confined service of a valid file, what its
+	// hardening profile removes and keeps.
+	Services []Service `json:"services"`
 
 	services, sockets int
 }
@@ -138,9 +145,18 @@ func Run(o Options) (*Report, error) {
 		get(filepath.Dir(abs)).files[abs] = true
 	}
 	rep := &Report{Files: []File{}, Strays: []generator.Stray{}, Orphans: []generator.Orphan{}}
+	// The units' own files, for the user each runs as (the generator's
+	// default search path when none is given).
+	var lookup config.UnitLookup
+	switch {
+	case o.UnitPath == nil:
+		lookup = unitfile.Search{Path: unitfile.SystemPath}
+	case len(o.UnitPath) > 0:
+		lookup = unitfile.Search{Path: o.UnitPath}
+	}
 	for _, t := range order {
 		rep.Dirs = append(rep.Dirs, t.dir)
-		out, err := generator.Generate(generator.Options{ConfigDir: t.dir, UnitPath: o.UnitPath, StateDir: o.StateDir})
+		out, err := generator.Generate(generator.Options{ConfigDir: t.dir, UnitPath: o.UnitPath, StateDir: o.StateDir, PasswdFile: o.PasswdFile})
 		if err != nil {
 			return nil, fmt.Errorf("validate %s: %w", t.dir, err)
 		}
@@ -151,6 +167,7 @@ func Run(o Options) (*Report, error) {
 			f := fileOf(r, out.Blocked)
 			if r.Plan != nil {
 				f.Errors = append(f.Errors, keyFileDiags(r)...)
+				f.Services = services(r.Plan, lookup)
 			}
 			rep.Files = append(rep.Files, f)
 		}
@@ -211,6 +228,7 @@ func fileOf(r *config.Result, blocked map[string]string) File {
 		Warnings:  nonNil(r.Diags.Warnings()),
 		Units:     append([]string{}, r.Units...),
 		Blocked:   []string{},
+		Services:  []Service{},
 	}
 	for u, src := range blocked {
 		if src == r.File {
@@ -271,6 +289,7 @@ func (r *Report) WriteText(w io.Writer, quiet bool) {
 	valid := 0
 	for _, f := range r.Files {
 		fmt.Fprintln(w, f.verdict())
+		writeServices(w, f.Services)
 		if f.Valid {
 			valid++
 		}

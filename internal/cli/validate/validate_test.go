@@ -248,3 +248,137 @@ func TestMissingKeyFile(t *testing.T) {
 		t.Fatalf("want one error naming %s, got %+v", key, rep.Files)
 	}
 }
+
+// TestServiceProfiles: validate says per service what its profile removes
+// and keeps, and what its preset asks of the admin (issue 10, item 1).
+func TestServiceProfiles(t *testing.T) {
+	c := gentest.Prepare(t, "16-apps")
+	rep, err := Run(Options{Targets: []string{c.ConfigDir}, UnitPath: unitPath(c), StateDir: c.StateDir, PasswdFile: c.PasswdFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	rep.WriteText(&b, false)
+	text := c.Normalize(b.String())
+	verdict := strings.Index(text, "valid:   /etc/vpn-confinement.d/media.yaml")
+	for _, want := range []string{
+		"  qbittorrent-nox@qbt.service: baseline; runs as qbt; capabilities: none; families: AF_UNIX AF_INET AF_INET6 AF_NETLINK; writable: /home/qbt (its home)\n" +
+			"    removes: the host's network (it runs in /run/netns/media); the host's control planes (systemd, the D-Bus system bus, udev, user managers, container engines); this tool's keys and state; every capability; other address families; writes outside its writable paths (ProtectSystem=full, ProtectHome=read-only); privilege gain (NoNewPrivileges, RestrictSUIDSGID); the shared /tmp\n" +
+			"    preset qbittorrent: qBittorrent keeps everything in its user's home",
+		"preset qbittorrent: its WebUI (port 8080) checks that the Host: header's port is its own: publish it on the same host port (listen: 127.0.0.1:8080)",
+		"  transmission-daemon.service: baseline; runs as debian-transmission; capabilities: none; families: AF_UNIX AF_INET AF_INET6 AF_NETLINK; writable: /etc/transmission-daemon (preset transmission), /var/lib/transmission-daemon (its home)\n",
+		"preset transmission: through publish its RPC (port 9091) sees clients as 127.0.0.1, which the default rpc-whitelist admits; over the host link add the host-link address to rpc-whitelist",
+		"  deluged.service: strict; runs as debian-deluged; capabilities: none; families: AF_UNIX AF_INET AF_INET6 AF_NETLINK; writable: /var/lib/deluged (preset deluge, its home), /var/log/deluged (preset deluge)\n",
+		"writes outside its writable paths (ProtectSystem=strict with /run, ProtectHome=yes); privilege gain (NoNewPrivileges, RestrictSUIDSGID); the shared /tmp; devices, kernel modules, tunables and logs,",
+		"  nginx.service: baseline; runs as root; capabilities: CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL CAP_NET_BIND_SERVICE CAP_SETGID CAP_SETUID CAP_SYS_CHROOT; families: AF_UNIX AF_INET AF_INET6 AF_NETLINK; writable: /var/lib/nginx (preset nginx), /var/log/nginx (preset nginx), /run/nginx.pid (its PIDFile=, bound from /run/vpn-confinement/_private/media/run/nginx.service/nginx.pid)\n",
+		"every other capability (among them CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_NET_RAW, CAP_SYS_PTRACE, CAP_SYS_MODULE); other address families; writes outside its writable paths (ProtectSystem=strict with /run, ProtectHome=read-only)",
+		"  lighttpd.service: strict; runs as root; capabilities: CAP_SETGID CAP_SETUID;",
+	} {
+		if i := strings.Index(text, want); i < 0 || i < verdict {
+			t.Errorf("missing after the verdict line: %q\nin:\n%s", want, text)
+		}
+	}
+	// Quiet output has no profile lines.
+	b.Reset()
+	rep.WriteText(&b, true)
+	if strings.Contains(b.String(), "removes:") {
+		t.Errorf("quiet output lists profiles:\n%s", b.String())
+	}
+
+	b.Reset()
+	if err := rep.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Files []struct {
+			Services []Service
+		}
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Service{}
+	for _, s := range doc.Files[0].Services {
+		got[s.Unit] = s
+	}
+	q := got["qbittorrent-nox@qbt.service"]
+	want := Service{Unit: "qbittorrent-nox@qbt.service", Profile: "baseline", RunsAs: "qbt", Capabilities: []string{},
+		Families: []string{"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}, ProtectSystem: "full", ProtectHome: "read-only",
+		Writable: []Writable{{Path: "/home/qbt", Why: "its home"}}, Preset: "qbittorrent"}
+	q.Removes, q.PresetNotes = nil, nil
+	if d := cmp.Diff(want, q); d != "" {
+		t.Errorf("qbittorrent in JSON (-want +got):\n%s", d)
+	}
+	if n := got["nginx.service"]; n.RunsAs != "root" || len(n.Capabilities) != 9 || n.ProtectSystem != "strict" || len(n.Removes) == 0 {
+		t.Errorf("nginx in JSON: %+v", n)
+	}
+	if len(got) != 6 {
+		t.Errorf("%d services in JSON, want 6", len(got))
+	}
+}
+
+// A unit that is not installed yet has no known user; an invalid file
+// lists no services.
+func TestServiceProfilesUnknown(t *testing.T) {
+	c := gentest.Prepare(t, "01-minimal")
+	rep, err := Run(Options{Targets: []string{c.ConfigDir}, UnitPath: []string{}, StateDir: c.StateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Files) != 1 || len(rep.Files[0].Services) == 0 || rep.Files[0].Services[0].RunsAs != "" {
+		t.Fatalf("want one service with an unknown user: %+v", rep.Files)
+	}
+	var b bytes.Buffer
+	rep.WriteText(&b, false)
+	if !strings.Contains(b.String(), "runs as: unknown until the unit is installed") {
+		t.Errorf("got:\n%s", b.String())
+	}
+	c = gentest.Prepare(t, "11-invalid")
+	rep, err = Run(Options{Targets: []string{c.ConfigDir}, UnitPath: unitPath(c), StateDir: c.StateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range rep.Files {
+		if !f.Valid && len(f.Services) != 0 {
+			t.Errorf("invalid %s lists services: %+v", f.File, f.Services)
+		}
+	}
+}
+
+// The exact messages of a missing key file and of a missing provider file
+// (configFile), each at its key's line.
+func TestMissingKeyMessages(t *testing.T) {
+	c := gentest.Prepare(t, "01-minimal")
+	key := filepath.Join(c.ConfigDir, "keys", "vpnapps.key")
+	os.Remove(key)
+	rep, err := Run(Options{Targets: []string{c.ConfigDir}, UnitPath: []string{}, StateDir: c.StateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range rep.Files[0].Errors {
+		got = append(got, c.Normalize(d.String()))
+	}
+	want := []string{"/etc/vpn-confinement.d/vpnapps.yaml:4:3: wireguard.privateKeyFile: /etc/vpn-confinement.d/keys/vpnapps.key does not exist: the tunnel cannot start (create it: umask 077; wg genkey > /etc/vpn-confinement.d/keys/vpnapps.key, or set wireguard.generatePrivateKeyFile: true)"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("missing key (-want +got):\n%s", d)
+	}
+
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "keys", "provider.conf")
+	os.WriteFile(filepath.Join(dir, "media.yaml"), []byte("wireguard:\n  configFile: "+conf+"\nservices:\n  - unit: app.service\n"), 0o644)
+	rep, err = Run(Options{Targets: []string{dir}, UnitPath: []string{}, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One error, at the key: not also "needs a private key", "must list
+	// at least one peer" and the rest the file would have given.
+	got = nil
+	for _, d := range rep.Files[0].Errors {
+		got = append(got, d.String())
+	}
+	want = []string{filepath.Join(dir, "media.yaml") + ":2:3: wireguard.configFile: cannot read " + conf + ": open " + conf + ": no such file or directory"}
+	if d := cmp.Diff(want, got); d != "" || rep.Files[0].Valid {
+		t.Errorf("missing configFile (-want +got):\n%s", d)
+	}
+}

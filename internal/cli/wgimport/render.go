@@ -30,6 +30,7 @@ type doc struct {
 	peers     []peer
 
 	services []string
+	publish  []string
 }
 
 // item is one list entry; a commented item is kept as a comment with note.
@@ -207,6 +208,14 @@ func (d *doc) render() []byte {
 	}
 	w.line(0, "")
 
+	if len(d.publish) > 0 {
+		w.comment(0, "Confined ports served on the host (given with --publish): a socket on the host hands each connection to the port inside the namespace, e.g. a web UI on http://localhost:PORT.")
+		w.line(0, "publish:")
+		for _, l := range d.publish {
+			w.line(2, "- listen: %s", yq(l))
+		}
+		w.line(0, "")
+	}
 	if d.natpmp {
 		w.comment(0, "The provider file was made with NAT-PMP port forwarding on (ProtonVPN, P2P servers): lease a forwarded port, open it inbound on the tunnel only, and write it to /run/vpn-confinement/"+d.name+"/forwarded-port. Add your torrent client under apps (man 5 vpn-confinement.d).")
 		w.line(0, "portForwarding:")
@@ -215,7 +224,7 @@ func (d *doc) render() []byte {
 	}
 	w.comment(0, "The existing services to confine. Starting one starts the namespace and the tunnel first. While the tunnel is down they keep running with no way out (onTunnelLoss: block); they never fall back to the host's network.")
 	if len(d.services) == 0 {
-		w.comment(0, "For example: - unit: qbittorrent.service")
+		w.comment(0, "For example: - unit: qbittorrent-nox@alice.service (Debian's qBittorrent, run as user alice)")
 		w.line(0, "services: []")
 	} else {
 		w.line(0, "services:")

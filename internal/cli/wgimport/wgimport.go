@@ -30,6 +30,7 @@ type Options struct {
 	Dir       string   // configuration directory
 	IPv6      string   // "disable" (default) or "tunnel"
 	Services  []string // units to confine
+	Publish   []string // publish[].listen entries (host address and port)
 	DNS       []string // resolvers replacing the file's DNS =
 	Interface string   // "" picks wg0 or the first free wgN
 	UnitPath  []string // for the validation's unit-file checks
@@ -279,7 +280,7 @@ func build(f *wgquick.File, o Options, src, dir, name string, res *Result) (*doc
 	if len(dropped6) > 0 {
 		note(0, "IPv6 left out (ipv6.mode: disable): %s; they are comments in %s.yaml, use --ipv6 tunnel to import them", strings.Join(dropped6, ", "), name)
 	}
-	d.services = o.Services
+	d.services, d.publish = o.Services, o.Publish
 	return d, nil
 }
 

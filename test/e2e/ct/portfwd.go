@@ -203,9 +203,9 @@ func (c *Container) ForwardedPortFile(ns string) (port uint16, env string) {
 	return port, string(b)
 }
 
-// Sockets lists the sockets of ns on port (ss -Hanp, TCP and UDP), with
+// PortSockets lists the sockets of ns on port (ss -Hanp, TCP and UDP), with
 // the processes owning them.
-func (c *Container) Sockets(ns string, port uint16) string {
+func (c *Container) PortSockets(ns string, port uint16) string {
 	return c.InNS(ns, "ss", "-Hanptu", fmt.Sprintf("( sport = :%d )", port)).Stdout
 }
 

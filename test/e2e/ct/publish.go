@@ -32,8 +32,8 @@ ip -n %[1]s addr add %[4]s/24 dev lan; ip -n %[1]s link set lan up; ip -n %[1]s 
 	return nil
 }
 
-// Curl fetches url from the host's namespace.
-func (c *Container) Curl(url string, args ...string) Result {
+// HostCurl fetches url from the host's namespace.
+func (c *Container) HostCurl(url string, args ...string) Result {
 	return c.Run(append([]string{"curl", "-sS", "-m", "5", "--noproxy", "*"}, append(args, url)...)...)
 }
 
@@ -135,9 +135,9 @@ func (c *Container) Established(filter string) int {
 	return n
 }
 
-// Listening returns ss's listening TCP sockets of the host's namespace
+// HostListeners returns ss's listening TCP sockets of the host's namespace
 // with their processes.
-func (c *Container) Listening() string {
+func (c *Container) HostListeners() string {
 	return c.Run("ss", "-Hltnp").Stdout
 }
 
