@@ -111,6 +111,25 @@ func expectOpen(t *testing.T, c *ct.Container, unit string, want bool, probe ...
 	}
 }
 
+// eventuallyOpen probes until the probe gets through or d passes: after a
+// tunnel (re)start the handshake may still be under way.
+func eventuallyOpen(t *testing.T, c *ct.Container, unit string, d time.Duration, probe ...string) {
+	t.Helper()
+	start := time.Now()
+	for {
+		got, r := c.ProbeWith(ct.ProbeOpts{Unit: unit, NoStart: true}, probe...)
+		if got {
+			t.Logf("probe %v from %s open after %v", probe, unit, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > d {
+			t.Errorf("probe %v from %s still not open after %v (%s)", probe, unit, d, strings.TrimSpace(r.Stdout+r.Stderr))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func noLeaks(t *testing.T, cp *ct.Capture) {
 	t.Helper()
 	if pkts := cp.Stop(); len(pkts) > 0 {
@@ -274,18 +293,27 @@ func TestConfinedService(t *testing.T) {
 			t.Errorf("namespace has a route out without the tunnel: %s", r.Stdout)
 		}
 		mustRun(t, c, "systemctl", "start", "vpn-wg@vpnapps.service")
-		expectOpen(t, c, "app.service", true, "tcp", ct.SrvTunnel+":7")
+		eventuallyOpen(t, c, "app.service", 15*time.Second, "tcp", ct.SrvTunnel+":7")
 
 		// Kill the tunnel process: systemd restarts it at once, the
 		// service never stops and its traffic comes back by itself.
-		mustRun(t, c, "systemctl", "kill", "-s", "KILL", "vpn-wg@vpnapps.service")
-		if !c.WaitActive("vpn-wg@vpnapps.service", "active", 10*time.Second) {
-			t.Fatalf("the tunnel did not come back: %s", c.Run("systemctl", "status", "vpn-wg@vpnapps.service").Stdout)
+		// (--kill-who=main: the helper's process, as a crash would; the
+		// whole cgroup can race a process's exit into EIO.) Wait for the
+		// new main process: right after the kill systemd may still report
+		// the old one active.
+		old := c.MainPID("vpn-wg@vpnapps.service")
+		mustRun(t, c, "systemctl", "kill", "--kill-who=main", "-s", "KILL", "vpn-wg@vpnapps.service")
+		deadline := time.Now().Add(10 * time.Second)
+		for pid := c.MainPID("vpn-wg@vpnapps.service"); pid == old || pid == 0 || c.Active("vpn-wg@vpnapps.service") != "active"; pid = c.MainPID("vpn-wg@vpnapps.service") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the tunnel did not come back: %s", c.Run("systemctl", "status", "vpn-wg@vpnapps.service").Stdout)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		if c.MainPID("app.service") != pid0 {
 			t.Errorf("app PID %d after the tunnel was killed, want %d", c.MainPID("app.service"), pid0)
 		}
-		expectOpen(t, c, "app.service", true, "tcp", ct.SrvTunnel+":7")
+		eventuallyOpen(t, c, "app.service", 15*time.Second, "tcp", ct.SrvTunnel+":7")
 
 		// Delete the namespace pin under the running service: it keeps its
 		// (policed) namespace and never lands on the host network.
