@@ -53,6 +53,19 @@ func (e *NotAppliedError) Error() string {
 
 func (e *NotAppliedError) Unwrap() error { return ErrNotApplied }
 
+// ReadBack reads the client's port after setting it: a client that
+// accepted the call but kept another port is a NotAppliedError.
+func ReadBack(ctx context.Context, app string, want uint16, read func(context.Context) (uint16, error)) error {
+	got, err := read(ctx)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return &NotAppliedError{App: app, Want: want, Got: got}
+	}
+	return nil
+}
+
 // MaxBody bounds what adapters read from a client's answer.
 const MaxBody = 1 << 20
 

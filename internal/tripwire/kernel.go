@@ -382,31 +382,42 @@ func decodeVerdict(b []byte) (int32, string) {
 // added); an element registered for another namespace is left alone and
 // reported.
 func (h *Host) Remove(ns string, id uint64) (bool, error) {
+	removed := false
+	err := h.editElements(func(c *nftables.Conn, els map[uint64]string) error {
+		owner, ok := els[id]
+		if !ok {
+			return nil
+		}
+		if owner != ns {
+			return fmt.Errorf("tripwire: cgroup %d is registered for namespace %q, not %q", id, owner, ns)
+		}
+		removed = true
+		return deleteIDs(c, []uint64{id})
+	})
+	return removed, err
+}
+
+// editElements runs f on the registered elements under the lock; a
+// missing table is nothing to edit.
+func (h *Host) editElements(f func(c *nftables.Conn, els map[uint64]string) error) error {
 	unlock, err := lock(h.Lock)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer unlock()
 	c, err := h.conn()
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer c.CloseLasting()
 	if ok, err := haveTable(c); err != nil || !ok {
-		return false, err
+		return err
 	}
 	els, err := elements(c)
 	if err != nil {
-		return false, err
+		return err
 	}
-	owner, ok := els[id]
-	if !ok {
-		return false, nil
-	}
-	if owner != ns {
-		return false, fmt.Errorf("tripwire: cgroup %d is registered for namespace %q, not %q", id, owner, ns)
-	}
-	return true, deleteIDs(c, []uint64{id})
+	return f(c, els)
 }
 
 func deleteIDs(c *nftables.Conn, ids []uint64) error {
@@ -435,35 +446,24 @@ func (h *Host) Prune() ([]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tripwire: %w", err)
 	}
-	unlock, err := lock(h.Lock)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	c, err := h.conn()
-	if err != nil {
-		return nil, err
-	}
-	defer c.CloseLasting()
-	if ok, err := haveTable(c); err != nil || !ok {
-		return nil, err
-	}
-	els, err := elements(c)
-	if err != nil {
-		return nil, err
-	}
 	var stale []uint64
-	for id := range els {
-		ok, err := m.Exists(id)
-		if err != nil {
-			return nil, fmt.Errorf("tripwire: %w", err)
+	err = h.editElements(func(c *nftables.Conn, els map[uint64]string) error {
+		for id := range els {
+			ok, err := m.Exists(id)
+			if err != nil {
+				return fmt.Errorf("tripwire: %w", err)
+			}
+			if !ok {
+				stale = append(stale, id)
+			}
 		}
-		if !ok {
-			stale = append(stale, id)
-		}
+		slices.Sort(stale)
+		return deleteIDs(c, stale)
+	})
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(stale)
-	return stale, deleteIDs(c, stale)
+	return stale, nil
 }
 
 // Elements lists the registered cgroups by ID (Path is not filled in).

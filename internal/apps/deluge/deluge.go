@@ -84,14 +84,7 @@ func (c *Client) set(ctx context.Context, port uint16) error {
 	if err := c.core(ctx, "core.set_config", []any{cfg}, nil); err != nil {
 		return err
 	}
-	got, err := c.Port(ctx)
-	if err != nil {
-		return err
-	}
-	if got != port {
-		return &apps.NotAppliedError{App: "deluge", Want: port, Got: got}
-	}
-	return nil
+	return apps.ReadBack(ctx, "deluge", port, c.Port)
 }
 
 // Port reads listen_ports; a range that is not one port is an error.

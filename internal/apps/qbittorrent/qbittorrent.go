@@ -94,14 +94,7 @@ func (c *Client) set(ctx context.Context, prefs map[string]any, want uint16) err
 	if _, err := c.do(ctx, http.MethodPost, "/api/v2/app/setPreferences", form); err != nil {
 		return err
 	}
-	got, err := c.Port(ctx)
-	if err != nil {
-		return err
-	}
-	if got != want {
-		return &apps.NotAppliedError{App: "qbittorrent", Want: want, Got: got}
-	}
-	return nil
+	return apps.ReadBack(ctx, "qbittorrent", want, c.Port)
 }
 
 // Port reads listen_port from the preferences.

@@ -74,14 +74,7 @@ func (c *Client) SetPort(ctx context.Context, port uint16) error {
 	if err := c.call(ctx, "session-set", args, nil); err != nil {
 		return err
 	}
-	got, err := c.Port(ctx)
-	if err != nil {
-		return err
-	}
-	if got != port {
-		return &apps.NotAppliedError{App: "transmission", Want: port, Got: got}
-	}
-	return nil
+	return apps.ReadBack(ctx, "transmission", port, c.Port)
 }
 
 // Port reads peer-port.
