@@ -118,17 +118,18 @@ func (s *Supervisor) reload(ctx context.Context, dev *wireguard.Device, req relo
 	if req.check {
 		return nil
 	}
+	at := time.Now()
 	if dev != nil {
 		if err := dev.Reconfigure(ctx, next); err != nil {
 			return err
 		}
 	}
+	if dev != nil {
+		s.wd = s.wd.Follow(s.n, next, at)
+	}
 	s.n = next
 	s.planHash = hashFile(s.o.PlanPath)
 	s.state.OnTunnelLoss = next.OnTunnelLoss
-	if dev != nil {
-		s.wd = NewWatchdog(next, time.Now())
-	}
 	s.writeState()
 	return nil
 }
