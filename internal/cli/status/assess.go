@@ -101,6 +101,7 @@ func Assess(n *Namespace, k Known, now time.Time) {
 		}
 		a.tunnel(now)
 		a.dnsAndLinks()
+		a.assessHelper()
 		if a.state == "" {
 			a.state = StateUp
 		}

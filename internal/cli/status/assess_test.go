@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
+	"github.com/vpn-confinement/vpn-confinement/internal/tunnel"
 )
 
 var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -91,6 +92,27 @@ func TestAssess(t *testing.T) {
 			*n = Namespace{Name: "media", Netns: Netns{Path: "/run/netns/media"}, Tunnel: Tunnel{Interface: "wg0"},
 				Units: []Unit{{Name: "vpn-ns@media.service", ActiveState: "inactive", SubState: "dead"}}}
 		}, allKnown, StateDown, "", ""},
+		{"helper up", func(n *Namespace) { n.Helper = helperState(tunnel.StateUp, "handshake 3s ago") }, allKnown, StateUp, "", ""},
+		{"helper blocked", func(n *Namespace) {
+			n.Helper = helperState(tunnel.StateBlocked, "no route to the endpoint (uplink down?)")
+		}, allKnown, StateDegraded, "blocked: tunnel down since", ""},
+		{"helper stalled, unit held", func(n *Namespace) {
+			n.Helper = helperState(tunnel.StateStalled, "stalled: nothing received for 31s while sending")
+			n.Helper.Units = []tunnel.UnitInfo{{Unit: "qbittorrent.service", Active: "active", Held: "frozen"}}
+		}, allKnown, StateDegraded, "stalled since", "qbittorrent.service is frozen by onTunnelLoss freeze"},
+		{"helper failing over", func(n *Namespace) {
+			n.Helper = helperState(tunnel.StateConnecting, "failing over to endpoint 2 of 2 (10.213.0.3:51820): connecting for 2s")
+		}, allKnown, StateDegraded, "failing over since", ""},
+		{"helper of an earlier process", func(n *Namespace) {
+			n.Helper = helperState(tunnel.StateBlocked, "tunnel helper stopped")
+			n.Helper.PID = 1
+		}, allKnown, StateUp, "", ""},
+		{"pending live plan", func(n *Namespace) {
+			n.Pending = &Pending{Live: true, Command: "systemctl reload vpn-ns@media.service"}
+		}, allKnown, StateUp, "", "apply it live with: systemctl reload vpn-ns@media.service"},
+		{"pending plan, not live", func(n *Namespace) {
+			n.Pending = &Pending{Keys: []string{"wireguard.interface"}, Command: "systemctl restart vpn-ns@media.service"}
+		}, allKnown, StateUp, "", "wireguard.interface changed, which cannot be applied while running; apply it with: systemctl restart vpn-ns@media.service"},
 		{"namespace unit active, pin gone", func(n *Namespace) {
 			n.Netns.Present = false
 			n.Confined[0].InNamespace = ptr(false)
@@ -115,6 +137,11 @@ func TestAssess(t *testing.T) {
 			}
 		})
 	}
+}
+
+func helperState(state, reason string) *tunnel.State {
+	return &tunnel.State{Namespace: "media", PID: 812, State: state, Reason: reason, OnTunnelLoss: "freeze",
+		Since: now.Add(-90 * time.Second), Updated: now}
 }
 
 func TestRender(t *testing.T) {

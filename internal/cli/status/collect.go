@@ -134,6 +134,7 @@ func (c Collector) namespace(pf paths.PlanFile, props map[string]systemd.Props, 
 	}
 	n.Config = p.Source
 	c.staleness(&n, pf)
+	c.helper(&n, pf)
 	for _, u := range chainUnits(p) {
 		n.Units = append(n.Units, unitOf(u, props[u]))
 	}

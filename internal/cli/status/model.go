@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vpn-confinement/vpn-confinement/internal/cli/kstate"
+	"github.com/vpn-confinement/vpn-confinement/internal/tunnel"
 )
 
 // States of a namespace, from best to worst.
@@ -66,6 +67,15 @@ type Namespace struct {
 	Pinning    *Pinning         `json:"pinning,omitempty"`
 	DNS        DNS              `json:"dns"`
 	HostLink   *HostLink        `json:"hostLink,omitempty"`
+
+	// Helper is the tunnel helper's own report (_private/NAME/tunnel.json):
+	// state, since when and why, peers, counters, kill-switch drops,
+	// failovers, recreations and the confined units, the same facts as
+	// its Prometheus textfile MetricsFile. nil when there is none.
+	Helper      *tunnel.State `json:"tunnelHelper"`
+	MetricsFile string        `json:"metricsFile,omitempty"`
+	// Pending is set when the generator's plan is not the one applied.
+	Pending *Pending `json:"pendingPlan,omitempty"`
 }
 
 // Unit is a unit's state; for confined units with a main process, whether

@@ -109,6 +109,32 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 			more("  allowed %s", joinPrefixes(p.AllowedIPs))
 		}
 	}
+	if h := n.Helper; h != nil {
+		if n.helperCurrent() {
+			row("helper", "%s", helperText(h))
+			var held []string
+			for _, u := range h.Units {
+				if u.Held != "" {
+					held = append(held, u.Unit+" "+u.Held)
+				}
+			}
+			extra := ""
+			if len(held) > 0 {
+				extra = "; held: " + strings.Join(held, ", ")
+			}
+			more("onTunnelLoss %s, %d failovers, %d recreations%s", h.OnTunnelLoss, h.Failovers, h.Recreations, extra)
+		} else {
+			row("helper", "not running (its last report: %s at %s)", h.State, h.Updated.Local().Format("2006-01-02 15:04:05"))
+		}
+		more("metrics %s", n.MetricsFile)
+	}
+	if p := n.Pending; p != nil {
+		if p.Live {
+			row("plan", "PENDING: the generator's plan is newer than the applied one; apply it: %s", p.Command)
+		} else {
+			row("plan", "PENDING, not live (%s): %s", strings.Join(p.Keys, ", "), p.Command)
+		}
+	}
 	if fw := n.Firewall; fw != nil {
 		row("firewall", "%s", firewallText(fw))
 	} else if n.Netns.Present {
