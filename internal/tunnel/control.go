@@ -126,6 +126,14 @@ func (s *Supervisor) reload(ctx context.Context, dev *wireguard.Device, req relo
 	}
 	if dev != nil {
 		s.wd = s.wd.Follow(s.n, next, at)
+		// Reconfigure gave every peer its configured keepalive (and
+		// re-created the moved ones): the next check probes anew.
+		s.probing = map[int]bool{}
+		for i := range s.recovering {
+			if i >= len(next.WireGuard.Peers) {
+				delete(s.recovering, i)
+			}
+		}
 	}
 	s.n = next
 	s.planHash = hashFile(s.o.PlanPath)
