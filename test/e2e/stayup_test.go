@@ -28,9 +28,9 @@ type stayUp struct {
 	iface string
 }
 
-func bootStayUp(t *testing.T, mode, yamlExtra string) *stayUp {
+func bootStayUp(t *testing.T, ctName, mode, yamlExtra string) *stayUp {
 	name := "s" + mode
-	c, w := boot(t, "stay-"+mode, name)
+	c, w := boot(t, ctName, name)
 	s := &stayUp{t: t, c: c, w: w, mode: mode, name: name, iface: "wg" + mode}
 	unit(t, c, tickerUnit, ct.TickerUnit(ct.SrvTunnel+":7"))
 	yaml := w.NamespaceYAML(w.Peers[name], s.iface, "onTunnelLoss: "+mode+"\n"+yamlExtra+"services:\n  - unit: "+tickerUnit+"\n")
@@ -215,7 +215,7 @@ func TestStayUp(t *testing.T) {
 	for _, mode := range []string{"block", "stop", "freeze"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			s := bootStayUp(t, mode, "")
+			s := bootStayUp(t, "stay-"+mode, mode, "")
 			c := s.c
 			cp, err := c.StartCapture("stayup")
 			if err != nil {
