@@ -211,6 +211,46 @@ func (s *stayUp) through(f fault) {
 	s.expect(f.name, pid0, sampler.Samples())
 }
 
+// adminStopStart: systemctl stop vpn-wg@, a few seconds, start again. An
+// admin's stop is not a loss: block keeps the service running blocked,
+// stop stops it with the tunnel (Requires=) and leaves it stopped, freeze
+// freezes it until the tunnel is started again.
+func (s *stayUp) adminStopStart() {
+	t, c := s.t, s.c
+	pid0 := c.MainPID(tickerUnit)
+	mustRun(t, c, "systemctl", "stop", s.wg())
+	stopped := time.Now()
+	time.Sleep(3 * time.Second)
+	active, freezer := c.Active(tickerUnit), c.Prop(tickerUnit, "FreezerState")
+	_, gotThrough := ct.FirstOK(c.Ticks(tickerUnit), stopped.Add(500*time.Millisecond))
+	t.Logf("systemctl stop vpn-wg@ [%s]: 3 s later the ticker is %s/%s (PID %d, was %d), traffic %v", s.mode, active, freezer, c.MainPID(tickerUnit), pid0, gotThrough)
+	if gotThrough {
+		t.Errorf("traffic got through with the tunnel stopped")
+	}
+	want := map[string]string{"block": "active/running", "stop": "inactive/", "freeze": "active/frozen"}[s.mode]
+	if got := active + "/" + freezer; got != want && !(s.mode == "stop" && active == "inactive") {
+		t.Errorf("with the tunnel stopped by the admin the ticker is %s, want %s", got, want)
+	}
+	mustRun(t, c, "systemctl", "start", s.wg())
+	started := time.Now()
+	if s.mode == "stop" {
+		time.Sleep(3 * time.Second)
+		if a := c.Active(tickerUnit); a != "inactive" {
+			t.Errorf("stop: an admin-stopped tunnel's service came back by itself (%s): only a loss is undone", a)
+		}
+		mustRun(t, c, "systemctl", "start", tickerUnit)
+	}
+	back, ok := c.WaitTickOK(tickerUnit, started, 60*time.Second)
+	if !ok {
+		t.Errorf("no traffic after systemctl start vpn-wg@")
+		return
+	}
+	t.Logf("systemctl start vpn-wg@ [%s]: traffic back %s later; ticker PID %d (was %d), FreezerState %s", s.mode, back.Sub(started).Round(time.Millisecond), c.MainPID(tickerUnit), pid0, c.Prop(tickerUnit, "FreezerState"))
+	if s.mode != "stop" && c.MainPID(tickerUnit) != pid0 {
+		t.Errorf("%s: the ticker's PID changed over an admin stop/start of the tunnel", s.mode)
+	}
+}
+
 func TestStayUp(t *testing.T) {
 	for _, mode := range []string{"block", "stop", "freeze"} {
 		t.Run(mode, func(t *testing.T) {
@@ -231,6 +271,7 @@ func TestStayUp(t *testing.T) {
 				}
 				return nil
 			}})
+			s.adminStopStart()
 			noLeaks(t, cp)
 			if t.Failed() {
 				t.Logf("journal of the tunnel:\n%s", c.Run("journalctl", "--no-pager", "-n", "80", "-u", s.wg()).Stdout)

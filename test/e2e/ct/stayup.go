@@ -14,14 +14,19 @@ import (
 
 // TickerUnit is a service that sends a TCP echo through the tunnel every
 // 100 ms, forever, and logs each attempt with its own timestamp.
-func TickerUnit(target string) string {
-	return fmt.Sprintf("[Unit]\nDescription=confined ticker\n[Service]\nExecStart=/usr/local/bin/vpnc-probe -timeout 300ms tick 100ms %s\nDynamicUser=yes\n", target)
+func TickerUnit(target string) string { return TickerUnitEvery(target, "100ms", "300ms") }
+
+// TickerUnitEvery is TickerUnit with another period and per-attempt
+// timeout (the benchmarks tick every 10 ms).
+func TickerUnitEvery(target, every, timeout string) string {
+	return fmt.Sprintf("[Unit]\nDescription=confined ticker\n[Service]\nExecStart=/usr/local/bin/vpnc-probe -timeout %s tick %s %s\nDynamicUser=yes\n", timeout, every, target)
 }
 
 // Tick is one attempt of the ticker.
 type Tick struct {
-	At time.Time
-	OK bool
+	At   time.Time // the attempt started
+	OK   bool
+	Took time.Duration // until the echo came back (or the attempt failed)
 }
 
 // Ticks reads every tick unit has logged (its journal).
@@ -37,7 +42,12 @@ func (c *Container) Ticks(unit string) []Tick {
 		if err != nil {
 			continue
 		}
-		out = append(out, Tick{At: time.UnixMilli(ms), OK: f[2] == "ok"})
+		k := Tick{At: time.UnixMilli(ms), OK: f[2] == "ok"}
+		if len(f) > 3 {
+			took, _ := strconv.Atoi(f[3])
+			k.Took = time.Duration(took) * time.Millisecond
+		}
+		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	return out
