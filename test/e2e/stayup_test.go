@@ -283,8 +283,10 @@ func TestStayUp(t *testing.T) {
 					t.Errorf("after systemctl stop %s: %s is %s", s.ns(), u, c.Active(u))
 				}
 			}
-			if r := c.Run("test", "-e", "/run/netns/"+s.name); r.Code == 0 {
-				t.Errorf("/run/netns/%s still exists after the namespace was stopped", s.name)
+			for _, p := range []string{"/run/netns/" + s.name, "/run/vpn-confinement/_metrics/" + s.name + ".prom"} {
+				if r := c.Run("test", "-e", p); r.Code == 0 {
+					t.Errorf("%s still exists after the namespace was stopped", p)
+				}
 			}
 			if out := c.Run("systemctl", "--failed", "--no-legend").Stdout; strings.TrimSpace(out) != "" {
 				t.Errorf("failed units:\n%s", out)
