@@ -169,8 +169,11 @@ func (a *assessor) dnsAndLinks() {
 		switch {
 		case n.DNS.Generated == nil:
 			a.problem(StateDegraded, "the generated %s is missing: confined services cannot start (restart %s)", n.DNS.ResolvConf, units.Instance(units.NsTemplate, n.Name))
+		case !n.DNS.Current && n.Pending != nil:
+			// The compiled plan changed the resolvers: the pending-plan
+			// note names the command that applies it.
 		case !n.DNS.Current:
-			a.problem(StateDegraded, "the generated resolv.conf (nameserver %s) is not what the current plan generates (nameserver %s): restart %s", strings.Join(n.DNS.Generated, ", "), strings.Join(n.DNS.Servers, ", "), units.Instance(units.NsTemplate, n.Name))
+			a.problem(StateDegraded, "the generated resolv.conf (nameserver %s) is not what the current plan generates (nameserver %s): systemctl reload %s rewrites it in place", strings.Join(n.DNS.Generated, ", "), strings.Join(n.DNS.Servers, ", "), units.Instance(units.NsTemplate, n.Name))
 		}
 	}
 	if p := n.Pinning; p != nil && p.Firewall == nil && n.Tunnel.Present {
