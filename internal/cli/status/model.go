@@ -121,6 +121,8 @@ type Peer struct {
 	// ConfiguredEndpoint is the plan's (host:port, possibly a hostname);
 	// Endpoint the address the device uses now.
 	ConfiguredEndpoint string         `json:"configuredEndpoint,omitempty"`
+	// Failover are the further endpoints (endpoints: [a, b, ...]).
+	Failover []string `json:"failoverEndpoints,omitempty"`
 	Endpoint           string         `json:"endpoint,omitempty"`
 	LatestHandshake    *time.Time     `json:"latestHandshake,omitempty"`
 	HandshakeAge       *int64         `json:"handshakeAgeSeconds,omitempty"`
