@@ -74,7 +74,7 @@ func (o *Options) defaults(n *plan.Namespace) {
 		o.ControlPath = ControlPath(n.Name)
 	}
 	if o.Notify == nil {
-		o.Notify = func(s string) { daemon.SdNotify(false, s) }
+		o.Notify = newAsyncNotifier(func(s string) { daemon.SdNotify(false, s) }).Notify
 	}
 	if o.Units == nil {
 		o.Units = NewDBusUnits()

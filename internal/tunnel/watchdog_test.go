@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -219,5 +220,41 @@ func TestBackoff(t *testing.T) {
 	b.Reset()
 	if d := b.Next(); d != 0 {
 		t.Errorf("after reset: %s", d)
+	}
+}
+
+// TestAsyncNotifier: a receiver that does not read never blocks Notify;
+// READY=1 and STOPPING=1 go out in order, STATUS= lines coalesce to the
+// latest.
+func TestAsyncNotifier(t *testing.T) {
+	release := make(chan struct{})
+	got := make(chan string, 100)
+	n := newAsyncNotifier(func(s string) { <-release; got <- s })
+	done := make(chan struct{})
+	go func() {
+		n.Notify("READY=1")
+		for i := 0; i < 1000; i++ {
+			n.Notify(fmt.Sprintf("STATUS=%d", i))
+		}
+		n.Notify("STOPPING=1")
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Notify blocked on a receiver that does not read")
+	}
+	close(release)
+	var msgs []string
+	for len(msgs) < 3 {
+		select {
+		case m := <-got:
+			msgs = append(msgs, m)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %q", msgs)
+		}
+	}
+	if msgs[0] != "READY=1" || msgs[1] != "STOPPING=1" || msgs[2] != "STATUS=999" {
+		t.Errorf("sent %q, want READY=1, STOPPING=1, STATUS=999", msgs)
 	}
 }
