@@ -68,6 +68,17 @@ func verdict(ok bool) string {
 	return "NOT met"
 }
 
+// startLoad is /proc/loadavg when the run began.
+var startLoad = func() string { b, _ := os.ReadFile("/proc/loadavg"); return loadavg(b) }()
+
+func loadavg(b []byte) string {
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func main() {
 	repo := flag.String("repo", ".", "repository root")
 	build := flag.String("build", "build", "build dir with the binaries")
@@ -118,8 +129,9 @@ func writeDoc(path string) error {
 	host, _ := os.Hostname()
 	kernel, _ := exec.Command("uname", "-r").Output()
 	cpu, _ := exec.Command("sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").Output()
-	fmt.Fprintf(&b, "Machine: %s, kernel %s, CPUs: %s. Run at %s.\n\n", host, strings.TrimSpace(string(kernel)),
-		strings.Join(strings.Fields(strings.ReplaceAll(string(cpu), "\n", " ")), " "), time.Now().UTC().Format(time.RFC3339))
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(&b, "Machine: %s, kernel %s, CPUs: %s. Run at %s. Load average at the start %s, at the end %s (the machine is shared: other sessions' work runs alongside).\n\n", host, strings.TrimSpace(string(kernel)),
+		strings.Join(strings.Fields(strings.ReplaceAll(string(cpu), "\n", " ")), " "), time.Now().UTC().Format(time.RFC3339), startLoad, loadavg(load))
 	b.WriteString("| | case | median | spread | ratio | goal | verdict |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Measure, r.Case, r.Median, r.Spread, r.Ratio, r.Goal, r.Verdict)
