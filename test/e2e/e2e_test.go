@@ -273,8 +273,14 @@ func TestConfinedService(t *testing.T) {
 
 		// Kill the tunnel process: systemd restarts it at once, the
 		// service never stops and its traffic comes back by itself.
+		wgPID := c.MainPID("vpn-wg@vpnapps.service")
 		mustRun(t, c, "systemctl", "kill", "-s", "KILL", "vpn-wg@vpnapps.service")
-		if !c.WaitActive("vpn-wg@vpnapps.service", "active", 10*time.Second) {
+		// Right after the kill the unit may still read "active" (systemd
+		// has not reaped it yet): wait for the new helper.
+		for i := 0; i < 100 && (c.MainPID("vpn-wg@vpnapps.service") == wgPID || c.Active("vpn-wg@vpnapps.service") != "active"); i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if c.MainPID("vpn-wg@vpnapps.service") == wgPID || c.Active("vpn-wg@vpnapps.service") != "active" {
 			t.Fatalf("the tunnel did not come back: %s", c.Run("systemctl", "status", "vpn-wg@vpnapps.service").Stdout)
 		}
 		if c.MainPID("app.service") != pid0 {
