@@ -31,6 +31,7 @@ declare -A CMD=(
 	[deluged]=deluged [deluge-web]=deluge-web [deluge-console]=deluge-console
 	[nginx]=nginx [lighttpd]=lighttpd [aria2]=aria2c [natpmpc]=natpmpc [miniupnpd-nftables]=miniupnpd [curl]=curl
 	[python3]=python3
+	[prometheus-node-exporter]=prometheus-node-exporter
 )
 
 # What each purpose needs (each includes the one before it).
@@ -44,7 +45,7 @@ packages() {
 	test) # + the VM tier, the .deb test, the clean-root check, real daemons
 		echo "$(packages bench)" git debootstrap qemu-system-x86 e2fsprogs lintian dpkg-dev \
 			qbittorrent-nox transmission-daemon deluged deluge-web deluge-console \
-			nginx lighttpd aria2 natpmpc miniupnpd-nftables curl python3 ;;
+			nginx lighttpd aria2 natpmpc miniupnpd-nftables curl python3 prometheus-node-exporter ;;
 	*) echo "deps.sh: unknown purpose '$1' (build, demo, bench, test)" >&2; return 2 ;;
 	esac
 }

@@ -21,6 +21,7 @@ package namespace
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,6 +313,12 @@ func down(name string, hl *plan.HostLink, current *plan.Namespace, log *journal.
 	}
 	if err := os.RemoveAll(plan.PrivatePath(name)); err != nil {
 		errs = append(errs, fmt.Errorf("remove private runtime files: %w", err))
+	}
+	// A stopped namespace has no tunnel to report: node_exporter must not
+	// go on serving its last state (vpn-wg@ stops before vpn-ns@, so no
+	// helper writes it again).
+	if err := os.Remove(plan.MetricsPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove the metrics textfile: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -118,17 +118,26 @@ func (s *Supervisor) reload(ctx context.Context, dev *wireguard.Device, req relo
 	if req.check {
 		return nil
 	}
+	at := time.Now()
 	if dev != nil {
 		if err := dev.Reconfigure(ctx, next); err != nil {
 			return err
 		}
 	}
+	if dev != nil {
+		s.wd = s.wd.Follow(s.n, next, at)
+		// Reconfigure gave every peer its configured keepalive (and
+		// re-created the moved ones): the next check probes anew.
+		s.probing = map[int]bool{}
+		for i := range s.recovering {
+			if i >= len(next.WireGuard.Peers) {
+				delete(s.recovering, i)
+			}
+		}
+	}
 	s.n = next
 	s.planHash = hashFile(s.o.PlanPath)
 	s.state.OnTunnelLoss = next.OnTunnelLoss
-	if dev != nil {
-		s.wd = NewWatchdog(next, time.Now())
-	}
 	s.writeState()
 	return nil
 }

@@ -74,7 +74,7 @@ func (o *Options) defaults(n *plan.Namespace) {
 		o.ControlPath = ControlPath(n.Name)
 	}
 	if o.Notify == nil {
-		o.Notify = func(s string) { daemon.SdNotify(false, s) }
+		o.Notify = newAsyncNotifier(func(s string) { daemon.SdNotify(false, s) }).Notify
 	}
 	if o.Units == nil {
 		o.Units = NewDBusUnits()
@@ -93,13 +93,17 @@ type Supervisor struct {
 	target *netns.NetNS
 	pinIno uint64
 
-	rec      Record
-	ready    bool
-	state    State
-	reloads  chan reloadReq
-	probing  map[int]bool
-	wd       *Watchdog
-	planHash string
+	rec     Record
+	ready   bool
+	state   State
+	reloads chan reloadReq
+	probing map[int]bool
+	// recovering says, per peer, what the watchdog did about it until it
+	// is usable again (a failover or re-apply awaiting its handshake).
+	recovering map[int]string
+	wd         *Watchdog
+	planHash   string
+	routes     *routes
 }
 
 // Run is `vpn-confinement-wireguard run NAME`: it serves until ctx ends
@@ -111,8 +115,12 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 		return fmt.Errorf("open namespace: %w (is vpn-ns@%s running?)", err, n.Name)
 	}
 	defer target.Close()
-	s := &Supervisor{n: n, log: log, o: o, target: target, reloads: make(chan reloadReq), probing: map[int]bool{}}
+	s := &Supervisor{n: n, log: log, o: o, target: target, reloads: make(chan reloadReq), probing: map[int]bool{}, recovering: map[int]string{}}
 	s.pinIno = pinnedInode(target, n.Name)
+	if s.routes, err = openRoutes(wireguard.FwMark(&n.WireGuard)); err != nil {
+		log.Warnf("cannot watch the routes to the endpoints: %v", err)
+	}
+	defer s.routes.Close()
 	s.planHash = hashFile(o.PlanPath)
 	if s.rec, err = LoadRecord(o.RecordPath); err != nil {
 		log.Warnf("read %s: %v (starting without it)", o.RecordPath, err)
@@ -132,6 +140,9 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 		}
 		wo := s.o.WireGuard
 		wo.AllowUnresolved = true
+		// The watchdog counts handshakes from before the device exists:
+		// the first one may complete while it is still being set up.
+		created := time.Now()
 		dev, err := wireguard.CreateWithOptions(ctx, s.n, target, log, wo)
 		if err != nil {
 			if !s.namespaceOK() {
@@ -155,7 +166,7 @@ func Run(ctx context.Context, n *plan.Namespace, log *journal.Logger, o Options)
 		}
 		first = false
 		s.state.Backend = dev.Backend()
-		err = s.serve(ctx, dev)
+		err = s.serve(ctx, dev, created)
 		dev.Close()
 		if ctx.Err() != nil {
 			s.stopping()
@@ -283,7 +294,7 @@ func pinnedInode(target *netns.NetNS, name string) uint64 {
 
 // serve watches a live device until it is lost (an error), ctx ends (nil)
 // or the namespace disappears (errNamespaceGone).
-func (s *Supervisor) serve(ctx context.Context, dev *wireguard.Device) error {
+func (s *Supervisor) serve(ctx context.Context, dev *wireguard.Device, created time.Time) error {
 	s.notifyReady()
 	updates := make(chan netlink.LinkUpdate, 32)
 	done := make(chan struct{})
@@ -296,12 +307,28 @@ func (s *Supervisor) serve(ctx context.Context, dev *wireguard.Device) error {
 	index := dev.LinkIndex()
 	devDone := dev.Wait()
 	now := time.Now()
-	s.wd = NewWatchdog(s.n, now)
+	s.wd = NewWatchdog(s.n, created)
 	s.probing = map[int]bool{}
+	s.recovering = map[int]string{}
 	refresh := newRefresh(s.n.WireGuard.Peers, now)
 	check := time.NewTicker(s.o.CheckInterval)
 	defer check.Stop()
+	// While a handshake is awaited (a new device, a re-applied peer) the
+	// checks come fast, so held units are released within a fraction of
+	// a second of the handshake rather than a whole interval later.
+	interval := s.o.CheckInterval
+	pace := func() {
+		want := s.o.CheckInterval
+		if s.state.State == StateConnecting {
+			want = min(want, fastCheck)
+		}
+		if want != interval {
+			interval = want
+			check.Reset(want)
+		}
+	}
 	s.tick(ctx, dev)
+	pace()
 	for {
 		select {
 		case <-ctx.Done():
@@ -331,6 +358,10 @@ func (s *Supervisor) serve(ctx context.Context, dev *wireguard.Device) error {
 				}
 			}
 			s.tick(ctx, dev)
+			pace()
 		}
 	}
 }
+
+// fastCheck is the check interval while a handshake is awaited.
+const fastCheck = 200 * time.Millisecond

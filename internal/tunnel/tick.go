@@ -23,7 +23,8 @@ func (s *Supervisor) tick(ctx context.Context, dev *wireguard.Device) {
 		return
 	}
 	peers := s.n.WireGuard.Peers
-	var descs []string
+	var descs, acted []string
+	stalled := false
 	s.state.Peers = s.state.Peers[:0]
 	s.state.RxBytes, s.state.TxBytes = 0, 0
 	for i := range peers {
@@ -32,14 +33,23 @@ func (s *Supervisor) tick(ctx context.Context, dev *wireguard.Device) {
 		if unresolved {
 			if left, err := dev.ResolvePending(ctx); left == 0 {
 				s.log.Infof("peer %d: endpoint resolved", i)
-				s.wd.Reset(i, now, stats[i].TxBytes)
+				stats[i] = wireguard.PeerStats{} // the peer was re-created
+				s.wd.Reset(i, now, 0, 0)
 				idx, ap = dev.ActiveEndpoint(i)
 				unresolved = false
 			} else {
 				s.log.Debugf("peer %d: %v", i, err)
 			}
 		}
-		switch s.wd.Check(i, stats[i], unresolved, now) {
+		obs := Observation{Unresolved: unresolved, NoRoute: !unresolved && s.routes.missing(ap)}
+		action := s.wd.Check(i, stats[i], obs, now)
+		if action != Nothing {
+			// What the peer was before it is moved: the state this tick
+			// reports (the next ones say connecting, until a handshake).
+			acted = append(acted, s.wd.Describe(i, stats[i], now))
+			stalled = stalled || s.wd.Health(i) == Stalled
+		}
+		switch action {
 		case Failover:
 			next := s.wd.Next(i, idx)
 			h := s.wd.Health(i)
@@ -49,10 +59,12 @@ func (s *Supervisor) tick(ctx context.Context, dev *wireguard.Device) {
 			} else {
 				s.log.Warnf("peer %d: %s at %s; failed over to endpoint %d of %d, %s", i, h, ap, next+1, len(wireguard.Candidates(peers[i])), nap)
 				idx, ap = next, nap
+				s.recovering[i] = fmt.Sprintf("failing over to endpoint %d of %d (%s)", next+1, len(wireguard.Candidates(peers[i])), nap)
 				s.state.Failovers++
-				delete(s.probing, i) // the re-created peer has its configured keepalive
+				delete(s.probing, i)             // the re-created peer has its configured keepalive
+				stats[i] = wireguard.PeerStats{} // and counters from zero
 			}
-			s.wd.Reset(i, now, stats[i].TxBytes)
+			s.wd.Reset(i, now, stats[i].TxBytes, stats[i].RxBytes)
 		case Reapply:
 			h := s.wd.Health(i)
 			nap, err := dev.SwitchEndpoint(ctx, i, idx)
@@ -61,20 +73,38 @@ func (s *Supervisor) tick(ctx context.Context, dev *wireguard.Device) {
 			} else {
 				s.log.Warnf("peer %d: %s at %s; re-resolved and re-applied the endpoint (%s)", i, h, ap, nap)
 				ap = nap
+				s.recovering[i] = fmt.Sprintf("re-applied endpoint %s", nap)
 				s.state.Failovers++
 				delete(s.probing, i)
+				stats[i] = wireguard.PeerStats{}
 			}
-			s.wd.Reset(i, now, stats[i].TxBytes)
+			s.wd.Reset(i, now, stats[i].TxBytes, stats[i].RxBytes)
+		}
+		if s.wd.Health(i).Usable() {
+			delete(s.recovering, i)
 		}
 		s.probe(dev, i, !s.wd.Health(i).Usable())
 		s.state.Peers = append(s.state.Peers, PeerState{Endpoint: addrText(ap), EndpointIndex: idx, Endpoints: len(wireguard.Candidates(peers[i])),
 			Health: s.wd.Health(i).String(), LastHandshake: stats[i].LastHandshake, RxBytes: stats[i].RxBytes, TxBytes: stats[i].TxBytes})
 		s.state.RxBytes += stats[i].RxBytes
 		s.state.TxBytes += stats[i].TxBytes
-		descs = append(descs, s.wd.Describe(i, stats[i], now))
+		d := s.wd.Describe(i, stats[i], now)
+		if r := s.recovering[i]; r != "" {
+			d = r + ": " + d
+		}
+		descs = append(descs, d)
 	}
 	h := s.wd.Worst()
 	reason := strings.Join(descs, "; ")
+	if len(acted) > 0 {
+		state := StateBlocked
+		if stalled {
+			state = StateStalled
+		}
+		s.setState(state, strings.Join(acted, "; ")+"; "+reason, journal.Warning)
+		s.hold(ctx)
+		return
+	}
 	switch {
 	case h.Usable():
 		s.o.Backoff.Reset()
@@ -86,6 +116,9 @@ func (s *Supervisor) tick(ctx context.Context, dev *wireguard.Device) {
 		}
 	case h == Connecting:
 		s.setState(StateConnecting, reason, journal.Info)
+		if len(s.recovering) > 0 {
+			s.hold(ctx) // still down: a failover or re-apply awaits its handshake
+		}
 	case h == Stalled:
 		s.setState(StateStalled, reason, journal.Warning)
 		s.hold(ctx)

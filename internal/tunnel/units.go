@@ -186,23 +186,28 @@ func HoldUnits(ctx context.Context, n *plan.Namespace, uc UnitControl, rec *Reco
 }
 
 // ReleaseUnits starts the units HoldUnits stopped and thaws those it
-// froze, and clears rec.
+// froze. A unit whose start or thaw failed (e.g. a job conflict while
+// systemd is still restarting the tunnel unit) stays in rec and is tried
+// again at the next check: dropping it would leave it stopped for good.
 func ReleaseUnits(ctx context.Context, uc UnitControl, rec *Record, log *journal.Logger) {
+	var stopped, frozen []string
 	for _, u := range rec.Stopped {
 		if err := uc.Start(ctx, u); err != nil {
-			log.Warnf("tunnel back: start %s: %v", u, err)
+			log.Warnf("tunnel back: start %s: %v (retrying)", u, err)
+			stopped = append(stopped, u)
 			continue
 		}
 		log.Infof("tunnel back: started %s again", u)
 	}
 	for _, u := range rec.Frozen {
 		if err := uc.Thaw(ctx, u); err != nil {
-			log.Warnf("tunnel back: thaw %s: %v", u, err)
+			log.Warnf("tunnel back: thaw %s: %v (retrying)", u, err)
+			frozen = append(frozen, u)
 			continue
 		}
 		log.Infof("tunnel back: thawed %s", u)
 	}
-	rec.Stopped, rec.Frozen = nil, nil
+	rec.Stopped, rec.Frozen = stopped, frozen
 }
 
 // writeAtomic writes path through a temporary file in its directory and a

@@ -104,3 +104,20 @@ func TestBodyKeyDistinguishes(t *testing.T) {
 		t.Error("plain units no longer share a body")
 	}
 }
+
+// TestIPFilterOnlyWithCIDRs: the cgroup IP filter restricts addresses, so
+// an allowList of ports alone (any destination on those ports) must not get
+// one: IPAddressDeny=any would cut the service off from every destination
+// but the resolvers. With allowedCidrs it is the second layer.
+func TestIPFilterOnlyWithCIDRs(t *testing.T) {
+	n := &plan.Namespace{Name: "ns", Source: "/c/ns.yaml", DNS: plan.DNS{Mode: plan.DNSCompat}, WireGuard: plan.WireGuard{Interface: "wg0"},
+		Egress: plan.Egress{Mode: plan.EgressAllowList, AllowedTCPPorts: []uint16{7}}}
+	u := plan.Unit{Name: "a.service", HardeningProfile: plan.HardeningBaseline}
+	if out := string(ServiceDropIn(n, u, nil)); strings.Contains(out, "IPAddressDeny") {
+		t.Errorf("ports-only allowList got an IP filter:\n%s", out)
+	}
+	n.Egress.AllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.123.0.0/24")}
+	if out := string(ServiceDropIn(n, u, nil)); !strings.Contains(out, "IPAddressDeny=any") || !strings.Contains(out, "10.123.0.0/24") {
+		t.Errorf("allowList with CIDRs lacks its IP filter:\n%s", out)
+	}
+}

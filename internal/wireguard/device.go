@@ -352,12 +352,52 @@ func (t *nsTUN) MTU() (int, error) { return int(t.mtu.Load()), nil }
 func (d *Device) tunDevice() (*nsTUN, bool) { return d.nstun, d.nstun != nil }
 
 func (d *Device) deviceLogger() *device.Logger {
+	lim := &logLimit{every: 30 * time.Second, last: map[string]logSeen{}}
 	return &device.Logger{
 		Verbosef: func(format string, args ...any) { d.log.Debugf("wireguard-go: "+format, args...) },
-		// Send failures (e.g. packets the pin table drops) repeat every
-		// few seconds; they are warnings about the tunnel, not our errors.
-		Errorf: func(format string, args ...any) { d.log.Warnf("wireguard-go: "+format, args...) },
+		// Send failures (e.g. packets the pin table drops, an uplink that
+		// is down) repeat with every packet; they are warnings about the
+		// tunnel, not our errors, and each kind is logged at most every
+		// 30 s so an outage does not flood the journal.
+		Errorf: func(format string, args ...any) {
+			if n, ok := lim.allow(format, time.Now()); ok {
+				suffix := ""
+				if n > 0 {
+					suffix = fmt.Sprintf(" (and %d more like it in the last %s)", n, lim.every)
+				}
+				d.log.Warnf("wireguard-go: "+format+"%s", append(args, suffix)...)
+			}
+		},
 	}
+}
+
+// logLimit lets one line per format through per interval and counts the
+// rest.
+type logLimit struct {
+	mu    sync.Mutex
+	every time.Duration
+	last  map[string]logSeen
+}
+
+type logSeen struct {
+	at         time.Time
+	suppressed int
+}
+
+func (l *logLimit) allow(format string, now time.Time) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.last[format]
+	if ok && now.Sub(s.at) < l.every {
+		s.suppressed++
+		l.last[format] = s
+		return 0, false
+	}
+	if len(l.last) > 64 {
+		clear(l.last)
+	}
+	l.last[format] = logSeen{at: now}
+	return s.suppressed, true
 }
 
 // configure applies cfg. The embedded (userspace) device is configured in

@@ -211,6 +211,12 @@ func (d *Device) Reconfigure(ctx context.Context, next *plan.Namespace) error {
 	for i, pub := range d.pubs {
 		old[pub] = i
 	}
+	// Peers that stay but move to another endpoint are re-created: their
+	// session is dropped, so only a handshake with the new endpoint makes
+	// them usable (as for a failover). Updated in place, the old session
+	// would carry on towards the new address and the watchdog could not
+	// tell a working endpoint from a dead one.
+	var moved []wgtypes.PeerConfig
 	for i, p := range next.WireGuard.Peers {
 		cands := Candidates(p)
 		if j, ok := old[pubs[i]]; ok {
@@ -222,6 +228,7 @@ func (d *Device) Reconfigure(ctx context.Context, next *plan.Namespace) error {
 					continue
 				}
 			}
+			moved = append(moved, wgtypes.PeerConfig{PublicKey: pubs[i], Remove: true})
 		}
 		if len(cands) == 0 {
 			continue
@@ -255,7 +262,12 @@ func (d *Device) Reconfigure(ctx context.Context, next *plan.Namespace) error {
 			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: pub, Remove: true})
 		}
 	}
-	err = d.configure(cfg)
+	if len(moved) > 0 {
+		err = d.configure(wgtypes.Config{Peers: moved})
+	}
+	if err == nil {
+		err = d.configure(cfg)
+	}
 	clearConfig(&cfg)
 	if err != nil {
 		d.updatePins(d.Endpoints())

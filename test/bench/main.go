@@ -36,6 +36,9 @@ var rows []Row
 func add(r Row) {
 	rows = append(rows, r)
 	fmt.Printf("%-4s %-44s %12s %16s %10s %-22s %s\n", r.Measure, r.Case, r.Median, r.Spread, r.Ratio, r.Goal, r.Verdict)
+	if r.Note != "" {
+		fmt.Printf("     note: %s\n", r.Note)
+	}
 }
 
 // stats returns median, min and max of ds.
@@ -63,6 +66,17 @@ func verdict(ok bool) string {
 		return "met"
 	}
 	return "NOT met"
+}
+
+// startLoad is /proc/loadavg when the run began.
+var startLoad = func() string { b, _ := os.ReadFile("/proc/loadavg"); return loadavg(b) }()
+
+func loadavg(b []byte) string {
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func main() {
@@ -115,8 +129,9 @@ func writeDoc(path string) error {
 	host, _ := os.Hostname()
 	kernel, _ := exec.Command("uname", "-r").Output()
 	cpu, _ := exec.Command("sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").Output()
-	fmt.Fprintf(&b, "Machine: %s, kernel %s, CPUs: %s. Run at %s.\n\n", host, strings.TrimSpace(string(kernel)),
-		strings.Join(strings.Fields(strings.ReplaceAll(string(cpu), "\n", " ")), " "), time.Now().UTC().Format(time.RFC3339))
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(&b, "Machine: %s, kernel %s, CPUs: %s. Run at %s. Load average at the start %s, at the end %s (the machine is shared: other sessions' work runs alongside).\n\n", host, strings.TrimSpace(string(kernel)),
+		strings.Join(strings.Fields(strings.ReplaceAll(string(cpu), "\n", " ")), " "), time.Now().UTC().Format(time.RFC3339), startLoad, loadavg(load))
 	b.WriteString("| | case | median | spread | ratio | goal | verdict |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Measure, r.Case, r.Median, r.Spread, r.Ratio, r.Goal, r.Verdict)
@@ -146,13 +161,29 @@ make bench                 # as root; root measures run inside test/sandbox.sh
 * **P2 bring-up/teardown**: our helpers versus the reference's shell chain
   (ip netns add, ip link, nft -c -f + nft -f, wireguard-go, wg set, ip addr,
   ip route), both with the userspace backend, alternating, in the sandbox.
-* **P3 fail-closed reaction**: in the systemd container, time from killing the
-  tunnel unit to the confined service being inactive, with tcpdump on the
-  uplink counting packets outside the WireGuard flow.
+* **P3 fail-closed reaction**: in the systemd container, with onTunnelLoss
+  stop, time from killing the tunnel helper to the confined service being
+  stopped, with tcpdump on the uplink counting packets outside the WireGuard
+  flow.
 * **P4 firewall scale**: allowList with 10, 1,000 and 10,000 CIDRs × 100 ports:
   build+load time (one transaction) and TCP throughput versus 1 CIDR.
 * **P5 data path**: iperf3 through the tunnel with our firewall versus the same
   tunnel without it.
+* **P6 recovery**: in the systemd container (onTunnelLoss block), a confined
+  service sends a TCP echo through the tunnel every 10 ms (vpnc-probe tick,
+  each attempt logged with its own timestamp). SIGKILL of the tunnel helper →
+  the first echo that comes back, from systemd's ExecMainExitTimestamp of the
+  killed process; broken down with the new helper's ExecMainStartTimestamp,
+  its "up" journal line and WireGuard's handshake time. Then the provider
+  drops all WireGuard traffic (nft in its namespace) for 8 s (5 runs) and
+  40 s (past the 30 s stall rule) → the first echo after it answers again.
+  Round 1's baseline is "never without an admin"; the reference is the
+  issue's: one process start (exec of the helper binary) plus the handshake
+  round trip.
+* **P7 footprint**: 50 namespaces with one confined service each, started by
+  one "systemctl start" of the 50 services (which pulls in the 50 vpn-ns@
+  and vpn-wg@): wall time until all 50 are active, and until all 50 tunnels
+  report a handshake; VmRSS and fds of every userspace tunnel helper.
 
 ## Reading the throughput rows
 

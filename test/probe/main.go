@@ -8,6 +8,10 @@
 //	vpnc-probe resolve NAME                  getaddrinfo through the C-library-like Go resolver
 //	vpnc-probe serve-fd                      socket-activated server (fd 3): answers
 //	                                         every connection with "netns:INODE"
+//	vpnc-probe tick EVERY ADDR:PORT          forever: a TCP echo every EVERY, one line
+//	                                         per attempt: "TICK <unix ms> ok|fail <ms> [error]"
+//	vpnc-probe loop FOR NAME=KIND:ADDR...    tight loop over the targets for FOR (KIND tcp, udp,
+//	                                         dns = a UDP DNS query); prints per-target counts
 //
 // Exit status: 0 OPEN, 1 BLOCKED, 2 usage error. Each probe is bounded by
 // -timeout so a dropped packet cannot hang a test.
@@ -42,6 +46,11 @@ func main() {
 		err = resolve(a[1], *timeout)
 	case len(a) == 1 && a[0] == "serve-fd":
 		serveFD()
+	case len(a) == 3 && a[0] == "tick":
+		tick(a[1], a[2], *timeout)
+	case len(a) >= 3 && a[0] == "loop":
+		loop(a[1], a[2:], *timeout)
+		return
 	default:
 		fmt.Fprintln(os.Stderr, "usage: vpnc-probe [-timeout D] dns udp|tcp ADDR:PORT NAME | tcp ADDR:PORT | udp ADDR:PORT | resolve NAME")
 		os.Exit(2)

@@ -183,7 +183,7 @@ func (a *assessor) dnsAndLinks() {
 			a.problem(StateDegraded, "the generated %s is missing: confined services cannot start (restart %s)", n.DNS.ResolvConf, units.Instance(units.NsTemplate, n.Name))
 		case !n.DNS.Current && (n.Pending == nil || !n.Pending.Pending):
 			// (With a pending plan, the pending-plan problem says what to do.)
-			a.problem(StateDegraded, "the generated resolv.conf (nameserver %s) is not what the current plan generates (nameserver %s): systemctl reload %s", strings.Join(n.DNS.Generated, ", "), strings.Join(n.DNS.Servers, ", "), units.Instance(units.NsTemplate, n.Name))
+			a.problem(StateDegraded, "the generated resolv.conf (nameserver %s) is not what the current plan generates (nameserver %s): systemctl reload %s rewrites it in place", strings.Join(n.DNS.Generated, ", "), strings.Join(n.DNS.Servers, ", "), units.Instance(units.NsTemplate, n.Name))
 		}
 	}
 	if p := n.Pinning; p != nil && p.Firewall == nil && n.Tunnel.Present {

@@ -83,6 +83,10 @@ func TestAssess(t *testing.T) {
 		{"peer missing on device", func(n *Namespace) { n.Tunnel.Peers[0].OnDevice = false }, allKnown, StateDegraded, "missing on wg0", ""},
 		{"resolv.conf missing", func(n *Namespace) { n.DNS.Generated = nil }, allKnown, StateDegraded, "resolv.conf is missing", ""},
 		{"resolv.conf outdated", func(n *Namespace) { n.DNS.Generated, n.DNS.Current = []string{"10.8.0.1"}, false }, allKnown, StateDegraded, "systemctl reload vpn-ns@media.service", ""},
+		{"resolv.conf of a pending plan", func(n *Namespace) {
+			n.DNS.Generated, n.DNS.Current = []string{"10.8.0.1"}, false
+			n.Pending = &PendingPlan{Pending: true, PlanHash: "b", AppliedHash: "a", Command: "systemctl reload vpn-ns@media.service"}
+		}, allKnown, StateUp, "pending plan", ""},
 		{"compat dns ignores resolv.conf", func(n *Namespace) { n.DNS.Mode, n.DNS.Generated = "compat", nil }, allKnown, StateUp, "", ""},
 		{"host link gone", func(n *Namespace) { n.HostLink.HostPresent = false }, allKnown, StateDegraded, "vh-abc is missing on the host", ""},
 		{"pin table missing", func(n *Namespace) { n.Pinning = &Pinning{Namespace: "init", Table: "vpnc_pin_media", Mark: 0x1234} }, allKnown, StateDegraded, "vpnc_pin_media is missing", ""},

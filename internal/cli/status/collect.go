@@ -365,6 +365,9 @@ func (c Collector) peers(n *Namespace, p *plan.Namespace, dev *kstate.WireGuard)
 		peer := Peer{PublicKey: pp.PublicKey, AllowedIPs: pp.AllowedIPs, Keepalive: pp.PersistentKeepalive}
 		if pp.Endpoint != nil {
 			peer.ConfiguredEndpoint = netJoin(pp.Endpoint.Host, pp.Endpoint.Port)
+			for _, f := range pp.Failover {
+				peer.Failover = append(peer.Failover, netJoin(f.Host, f.Port))
+			}
 		}
 		if dp, ok := byKey[pp.PublicKey]; ok {
 			peer.OnDevice = true

@@ -128,14 +128,16 @@ type Peer struct {
 	PublicKey string `json:"publicKey"`
 	// ConfiguredEndpoint is the plan's (host:port, possibly a hostname);
 	// Endpoint the address the device uses now.
-	ConfiguredEndpoint string         `json:"configuredEndpoint,omitempty"`
-	Endpoint           string         `json:"endpoint,omitempty"`
-	LatestHandshake    *time.Time     `json:"latestHandshake,omitempty"`
-	HandshakeAge       *int64         `json:"handshakeAgeSeconds,omitempty"`
-	RxBytes            int64          `json:"rxBytes"`
-	TxBytes            int64          `json:"txBytes"`
-	AllowedIPs         []netip.Prefix `json:"allowedIPs"`
-	Keepalive          int            `json:"persistentKeepalive,omitempty"`
+	ConfiguredEndpoint string `json:"configuredEndpoint,omitempty"`
+	// Failover are the further endpoints (endpoints: [a, b, ...]).
+	Failover        []string       `json:"failoverEndpoints,omitempty"`
+	Endpoint        string         `json:"endpoint,omitempty"`
+	LatestHandshake *time.Time     `json:"latestHandshake,omitempty"`
+	HandshakeAge    *int64         `json:"handshakeAgeSeconds,omitempty"`
+	RxBytes         int64          `json:"rxBytes"`
+	TxBytes         int64          `json:"txBytes"`
+	AllowedIPs      []netip.Prefix `json:"allowedIPs"`
+	Keepalive       int            `json:"persistentKeepalive,omitempty"`
 	// OnDevice is false when the plan's peer is missing from the device.
 	OnDevice bool `json:"onDevice"`
 }

@@ -129,7 +129,10 @@ func (n *Namespace) writeText(w io.Writer, now time.Time) {
 			if ep == "" {
 				ep = "(none)"
 			}
-			if p.ConfiguredEndpoint != "" && p.ConfiguredEndpoint != p.Endpoint {
+			switch {
+			case len(p.Failover) > 0:
+				ep += " (configured endpoints " + strings.Join(append([]string{p.ConfiguredEndpoint}, p.Failover...), ", ") + ")"
+			case p.ConfiguredEndpoint != "" && p.ConfiguredEndpoint != p.Endpoint:
 				ep += " (configured " + p.ConfiguredEndpoint + ")"
 			}
 			more("  endpoint %s, handshake %s, received %s, sent %s", ep, handshakeText(p, now), bytesText(p.RxBytes), bytesText(p.TxBytes))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/tunnel"
 	"github.com/vpn-confinement/vpn-confinement/internal/units"
 )
@@ -18,6 +19,9 @@ import (
 // in camelCase), so `status --json` and the metrics never disagree.
 type Supervisor struct {
 	File string `json:"file"`
+	// MetricsFile is the helper's Prometheus textfile (node_exporter's
+	// textfile collector reads it).
+	MetricsFile string `json:"metricsFile"`
 	// Present is false when there is no state file (vpn-wg@ has not run
 	// since boot); Error says why an existing one could not be read.
 	Present bool   `json:"present"`
@@ -85,6 +89,7 @@ func (c Collector) collectSupervisor(n *Namespace) {
 		n.Supervisor = &Supervisor{File: path, Error: err.Error()}
 	default:
 		n.Supervisor = supervisorFrom(path, s)
+		n.Supervisor.MetricsFile = c.Paths.InRuntime(plan.MetricsPath(n.Name))
 		if wg := n.unit(units.WgTemplate); wg != nil {
 			n.Supervisor.Current = wg.ActiveState == "active" && wg.MainPID == s.PID
 		}
