@@ -172,6 +172,7 @@ func TestRules(t *testing.T) {
 		{"publish wildcard overlap", base + "publish:\n  - listen: 0.0.0.0:8080\n  - listen: 127.0.0.1:8080\n", "publish", "already listens on every address", false},
 		{"publish unit not listed", base + "publish:\n  - listen: 8080\n    unit: other.service\n", "publish[0].unit", "must be listed under services", false},
 		{"publish LAN in HA", ha + base + "publish:\n  - listen: 0.0.0.0:8080\n", "publish[0].listen", "allowLAN: true", false},
+		{"publish LAN handed to a filtered service", base + "egress:\n  mode: allowList\n  allowedCidrs: [10.64.0.0/24]\npublish:\n  - listen: 0.0.0.0:8080\n    unit: app.service\n", "publish[0].unit", "would be unreachable from other hosts", false},
 		{"publish allowLAN on loopback", base + "publish:\n  - listen: 8080\n    allowLAN: true\n", "publish[0].allowLAN", "has no effect", true},
 		{"publishToHost migration", base + "publishToHost:\n  tcp: [8080]\n", "publishToHost", "publish: [{listen: 127.0.0.1:PORT}]", true},
 		{"toHost port 0", base + "egress:\n  toHost:\n    tcp: [0]\n", "egress.toHost.tcp[0]", "between 1 and 65535", false},
@@ -361,5 +362,14 @@ func TestProviderFileWithFourResolvers(t *testing.T) {
 	}
 	if !strings.Contains(dump(r.Diags.Warnings()), "only 10.2.0.1, 10.2.0.2, 10.2.0.3 are used (not 10.2.0.4)") {
 		t.Errorf("no warning naming the dropped resolver:\n%s", dump(r.Diags))
+	}
+}
+
+// A loopback entry handed to a service of an allowList namespace is fine:
+// its clients are 127.0.0.1, which the IP filter allows.
+func TestPublishLoopbackToFilteredService(t *testing.T) {
+	r := compile(t, base+"egress:\n  mode: allowList\n  allowedCidrs: [10.64.0.0/24]\npublish:\n  - listen: 127.0.0.1:8080\n    unit: app.service\n")
+	if errs := r.Diags.Errors(); len(errs) > 0 || r.Plan == nil || !r.Plan.IPFiltered() {
+		t.Errorf("errors %s, filtered %v", dump(errs), r.Plan != nil && r.Plan.IPFiltered())
 	}
 }

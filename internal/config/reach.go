@@ -110,6 +110,7 @@ func (c *compiler) compilePublish(n *plan.Namespace) {
 			continue
 		}
 		hostPort := addrs[0].port
+		lan := nonLoopback(addrs)
 		target := hostPort
 		if e.Port != nil {
 			if *e.Port < 1 || *e.Port > 65535 {
@@ -117,12 +118,6 @@ func (c *compiler) compilePublish(n *plan.Namespace) {
 				continue
 			}
 			target = uint16(*e.Port)
-		}
-		lan := false
-		for _, a := range addrs {
-			if !a.addr.IsLoopback() {
-				lan = true
-			}
 		}
 		if lan && c.ha && !boolean(e.AllowLAN, false) {
 			c.errorf(key+".listen", "%s is reachable from other hosts; highAssurance publishes on loopback only unless the entry sets allowLAN: true", *e.Listen)
@@ -190,10 +185,31 @@ func (c *compiler) checkPublishTargets(n *plan.Namespace) {
 		listed[u.Name] = true
 	}
 	for i, e := range c.d.schema.Publish {
-		if u := str(e.Unit, ""); u != "" && strings.HasSuffix(u, ".service") && !listed[u] {
+		u := str(e.Unit, "")
+		if u != "" && strings.HasSuffix(u, ".service") && !listed[u] {
 			c.errorf(fmt.Sprintf("publish[%d].unit", i), "%s must be listed under services: the socket is handed to it, so it must run confined in this namespace", u)
 		}
+		// Handed the host socket itself, the service answers other hosts
+		// from its own cgroup: the IP filter of an allowList namespace
+		// would drop every packet of theirs (through the proxy, clients
+		// are 127.0.0.1).
+		if u == "" || !n.IPFiltered() || e.Listen == nil {
+			continue
+		}
+		if addrs, err := parseListen(*e.Listen); err == nil && nonLoopback(addrs) {
+			c.errorf(fmt.Sprintf("publish[%d].unit", i), "%s would be unreachable from other hosts: it gets the host socket of %s itself, and the IP filter of this allowList namespace (egress.allowedCidrs) drops every packet from an address it does not list; remove publish[%d].unit to go through the proxy (clients then come from 127.0.0.1), or publish on loopback", u, *e.Listen, i)
+		}
 	}
+}
+
+// nonLoopback reports whether a listen value reaches other hosts.
+func nonLoopback(addrs []listenAddr) bool {
+	for _, a := range addrs {
+		if !a.addr.IsLoopback() {
+			return true
+		}
+	}
+	return false
 }
 
 // compileToHost handles egress.toHost: host ports confined services may

@@ -84,6 +84,18 @@ func (n *Namespace) LossMode() string {
 	return n.OnTunnelLoss
 }
 
+// IPFiltered reports whether the listed services get systemd's cgroup IP
+// filter (IPAddressDeny=any + IPAddressAllow=), the second egress layer of
+// an allowList namespace. It filters addresses only, so it exists only
+// when allowedCidrs restricts them (a list of ports alone allows any
+// destination on those ports); it is skipped when the tunnel accepts
+// inbound connections (inbound ports, port forwarding): their peers are
+// arbitrary.
+func (n *Namespace) IPFiltered() bool {
+	return n.Egress.Mode == EgressAllowList && len(n.Egress.AllowedCIDRs) > 0 &&
+		len(n.Ingress.FromTunnelTCP)+len(n.Ingress.FromTunnelUDP) == 0 && n.PortForwarding == nil
+}
+
 // Watchdog tunes stall detection. A tunnel is stalled when no handshake
 // completed for StallAfterSeconds while it was sending (WireGuard rekeys
 // every 120 s while there is traffic, and a session is dead after 180 s);

@@ -129,13 +129,8 @@ func ServiceBody(n *plan.Namespace, u plan.Unit, existing *unitfile.Unit) []byte
 	}
 
 	// A second, independent layer in allowList mode: systemd's cgroup IP
-	// filter (needs cgroup v2, not the BPF framework). It filters
-	// addresses only, so it exists only when allowedCidrs restricts them:
-	// a list of ports alone allows any destination on those ports.
-	// Skipped when the tunnel accepts inbound connections: their peers are
-	// arbitrary.
-	if n.Egress.Mode == plan.EgressAllowList && len(n.Egress.AllowedCIDRs) > 0 &&
-		len(n.Ingress.FromTunnelTCP)+len(n.Ingress.FromTunnelUDP) == 0 && n.PortForwarding == nil {
+	// filter (needs cgroup v2, not the BPF framework; see IPFiltered).
+	if n.IPFiltered() {
 		f.add("Service", "IPAddressDeny", "", "any")
 		f.add("Service", "IPAddressAllow", "", strings.Join(ipAllow(n), " "))
 	}
