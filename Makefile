@@ -83,7 +83,7 @@ test-root: | deps
 	test/sandbox.sh $(GO) test -count=1 -p 1 $$($(GO) list ./... | grep -v /test/e2e)
 
 test-e2e: build | deps
-	@if [ -d test/e2e ]; then test/sandbox.sh $(GO) test -count=1 -v -timeout 20m ./test/e2e/; fi
+	@if [ -d test/e2e ]; then test/sandbox.sh $(GO) test -count=1 -v -timeout 45m ./test/e2e/; fi
 
 # Test tools (not installed): the traffic probe and the test VPN provider.
 TOOLS := $(B)/vpnc-probe $(B)/vpnc-testpeer
