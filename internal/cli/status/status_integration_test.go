@@ -271,7 +271,7 @@ func TestLiveSections(t *testing.T) {
 	if !strings.Contains(strings.Join(s.Problems, "\n"), "tunnel blocked since") {
 		t.Errorf("problems %q", s.Problems)
 	}
-	if len(rep.Orphans) != 1 || !strings.Contains(rep.Orphans[0].Problem, "namespace gone is running without a file: old.service run unconfined") {
+	if len(rep.Orphans) != 1 || !strings.Contains(rep.Orphans[0].Problem, "namespace gone is running without a file ("+filepath.Join(p.ConfigDir, "gone.yaml")+" was removed): old.service run unconfined") {
 		t.Errorf("orphans: %+v", rep.Orphans)
 	}
 
