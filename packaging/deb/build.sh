@@ -14,11 +14,15 @@ version=${1:-0.0.0~git$(date -u +%Y%m%d).$commit}
 out=${2:-$repo/build}
 arch=$(dpkg --print-architecture)
 stage=$(mktemp -d)
-trap 'rm -rf "$stage"' EXIT
+# A build dir of its own: the binaries carry PREFIX=/usr paths (-X
+# LibexecDir), and overwriting the checkout's build/ would hand them to a
+# later `make install` or test tier built for another PREFIX.
+bdir=$(mktemp -d)
+trap 'rm -rf "$stage" "$bdir"' EXIT
 chmod 0755 "$stage"
 
-make -C "$repo" build PREFIX=/usr
-make -C "$repo" install-files PREFIX=/usr DESTDIR="$stage"
+make -C "$repo" build PREFIX=/usr B="$bdir"
+make -C "$repo" install-files PREFIX=/usr DESTDIR="$stage" B="$bdir"
 
 # The operator CLI, its man page, completion and JSON schema, for as long
 # as the Makefile does not install them itself (then these are no-ops).
