@@ -12,6 +12,8 @@ package main
 import (
 	"context"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/vpn-confinement/vpn-confinement/internal/journal"
 	"github.com/vpn-confinement/vpn-confinement/internal/plan"
 	"github.com/vpn-confinement/vpn-confinement/internal/skel"
@@ -19,9 +21,18 @@ import (
 )
 
 func main() {
-	skel.Main("vpn-confinement-wireguard", map[string]skel.Verb{
+	// The unit restarts a dead helper at once (RestartSec=0); the run verb
+	// brakes a crash loop itself, before it even loads its plan.
+	var restart *tunnel.RestartThrottle
+	before := func(ctx context.Context, cmd, name string, log *journal.Logger) error {
+		if cmd == "run" {
+			restart, _ = tunnel.ThrottleStart(ctx, tunnel.RestartPath(name), log, func(s string) { daemon.SdNotify(false, s) })
+		}
+		return nil
+	}
+	skel.MainWith("vpn-confinement-wireguard", map[string]skel.Verb{
 		"run": func(ctx context.Context, n *plan.Namespace, log *journal.Logger) error {
-			return tunnel.Run(ctx, n, log, tunnel.Options{PlanPath: skel.PlanPath(), Tripwire: tunnel.TripwireCounter(n)})
+			return tunnel.Run(ctx, n, log, tunnel.Options{PlanPath: skel.PlanPath(), Tripwire: tunnel.TripwireCounter(n), Restart: restart})
 		},
 		"reload": func(_ context.Context, n *plan.Namespace, _ *journal.Logger) error {
 			return tunnel.Reload(n.Name, false)
@@ -29,5 +40,5 @@ func main() {
 		"down": func(ctx context.Context, n *plan.Namespace, log *journal.Logger) error {
 			return tunnel.Down(ctx, n, log, nil)
 		},
-	})
+	}, before)
 }

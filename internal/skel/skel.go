@@ -30,7 +30,15 @@ var planPath string
 func PlanPath() string { return planPath }
 
 // Main runs the helper prog with the given verbs and exits.
-func Main(prog string, verbs map[string]Verb) {
+func Main(prog string, verbs map[string]Verb) { MainWith(prog, verbs, nil) }
+
+// Before runs ahead of a verb, before its plan is loaded (so it also
+// brakes a helper whose plan is refused); an error ends the helper like
+// the verb's would.
+type Before func(ctx context.Context, cmd, name string, log *journal.Logger) error
+
+// MainWith is Main with a Before step (nil: none).
+func MainWith(prog string, verbs map[string]Verb, before Before) {
 	planPathFlag := flag.String("plan", "", "plan file (default: the generator's plan of NAME)")
 	verbose := flag.Bool("v", false, "debug logging")
 	flag.Usage = func() {
@@ -49,15 +57,22 @@ func Main(prog string, verbs map[string]Verb) {
 		*planPathFlag = plan.Path(plan.DefaultGeneratorDir, name)
 	}
 	planPath = *planPathFlag
-	n, err := plan.LoadTrusted(planPath)
-	if err == nil && n.Name != name {
-		err = fmt.Errorf("plan %s is for namespace %q, not %q", planPath, n.Name, name)
-	}
-	if err != nil {
-		log.Errorf("%v", err)
-		os.Exit(1)
-	}
-	run(log, cmd+" "+name, func(ctx context.Context) error { return verb(ctx, n, log) })
+	run(log, cmd+" "+name, func(ctx context.Context) error {
+		if before != nil {
+			if err := before(ctx, cmd, name, log); err != nil || ctx.Err() != nil {
+				return err
+			}
+		}
+		n, err := plan.LoadTrusted(planPath)
+		if err == nil && n.Name != name {
+			err = fmt.Errorf("plan %s is for namespace %q, not %q", planPath, n.Name, name)
+		}
+		if err != nil {
+			log.Errorf("%v", err)
+			os.Exit(1)
+		}
+		return verb(ctx, n, log)
+	})
 }
 
 // Command is a verb of a helper that needs no plan; Args names its

@@ -44,6 +44,9 @@ type Options struct {
 	StatePath, MetricsPath, RecordPath, ControlPath string
 	// Notify sends sd_notify messages; nil: daemon.SdNotify.
 	Notify func(string)
+	// Restart is this process's start record (ThrottleStart); serve
+	// marks it healthy once the device works. nil: none.
+	Restart *RestartThrottle
 	// Tripwire reads this namespace's tripwire counter (nil: none).
 	Tripwire func() (uint64, bool)
 }
@@ -296,6 +299,7 @@ func pinnedInode(target *netns.NetNS, name string) uint64 {
 // or the namespace disappears (errNamespaceGone).
 func (s *Supervisor) serve(ctx context.Context, dev *wireguard.Device, created time.Time) error {
 	s.notifyReady()
+	s.o.Restart.healthy(s.log)
 	updates := make(chan netlink.LinkUpdate, 32)
 	done := make(chan struct{})
 	defer close(done)

@@ -201,7 +201,7 @@ func benchRecovery(repo, build string, rounds int) error {
 	add(Row{Measure: "P6", Case: fmt.Sprintf("tunnel killed → first echo through the new tunnel (%d runs)", len(rec)), Median: fmtDur(m), Spread: spread(lo, hi),
 		Ratio: fmt.Sprintf("%.1f×", float64(m)/float64(max(ref, 1))), Goal: "≤ 1 s median; ≤ 2× reference",
 		Verdict: fmt.Sprintf("%s; %s", verdict(m <= time.Second), map[bool]string{true: "≤ 2× met", false: "2× NOT met"}[float64(m) <= 2*float64(ref)]),
-		Note:    fmt.Sprintf("round 1: never without an admin. Breakdown (medians): systemd notices the death, runs ExecStopPost and waits RestartSec=100ms until the new helper execs: %s; new helper exec → tunnel up: %s; → handshake: %s; → the 10 ms ticker's next echo back: the rest. The service keeps its PID (block)", fmtDur(rm), fmtDur(bm), fmtDur(hm))})
+		Note:    fmt.Sprintf("round 1: never without an admin. Breakdown (medians): systemd notices the death and runs ExecStopPost (down), then restarts at once (RestartSec=0; the helper brakes a crash loop itself) until the new helper execs: %s; new helper exec → tunnel up: %s; → handshake: %s; → the 10 ms ticker's next echo back: the rest. The service keeps its PID (block)", fmtDur(rm), fmtDur(bm), fmtDur(hm))})
 
 	// Provider outages.
 	outage := func(d time.Duration) (time.Duration, error) {
