@@ -46,9 +46,10 @@ func journalAfter(c *ct.Container, unit, text string, t time.Time) (time.Time, b
 }
 
 type tunnelFile struct {
-	State string `json:"state"`
-	PID   int    `json:"pid"`
-	Peers []struct {
+	State       string `json:"state"`
+	PID         int    `json:"pid"`
+	Recreations int    `json:"recreations"`
+	Peers       []struct {
 		LastHandshake time.Time `json:"lastHandshake"`
 	} `json:"peers"`
 }
@@ -262,7 +263,13 @@ func benchRecovery(repo, build string, rounds int) error {
 }
 
 // mem is a process's resident memory (KiB) and fds.
-type mem struct{ rss, anon, file, shmem, fds int }
+type mem struct {
+	rss, anon, file, shmem, fds int
+	// name and, for P7's spread, the helper's own history: device
+	// re-creations and failed attempts to bring the tunnel up.
+	name                string
+	recreations, failed int
+}
 
 // procStatus reads VmRSS, RssAnon, RssFile and the fd count of a
 // container process.
@@ -371,6 +378,11 @@ func benchFootprint(repo, build string, rounds int) error {
 	var ms []mem
 	for _, name := range names {
 		if m := procStatus(c, c.MainPID("vpn-wg@"+name+".service")); m.rss > 0 {
+			m.name = name
+			if tf, err := readTunnel(c, name); err == nil {
+				m.recreations = tf.Recreations
+			}
+			m.failed = strings.Count(c.Run("journalctl", "--no-pager", "-q", "-o", "cat", "-u", "vpn-wg@"+name+".service", "-g", "cannot bring the tunnel up").Stdout, "\n")
 			ms = append(ms, m)
 		}
 	}
@@ -387,10 +399,16 @@ func benchFootprint(repo, build string, rounds int) error {
 			dist = append(dist, mib(m.rss))
 		}
 	}
+	big := ms[len(ms)-1]
+	smaps := strings.Join(strings.Fields(c.Sh(fmt.Sprintf("awk '/^[0-9a-f]+-[0-9a-f]+ /{m=$1\" \"$6} /^Rss:/{if ($2>512) print m\"=\"$2\"kB\"}' /proc/%d/smaps", c.MainPID("vpn-wg@"+big.name+".service"))).Stdout), ", ")
+	var top []string
+	for i := len(ms) - 1; i >= 0 && i >= len(ms)-5; i-- {
+		top = append(top, fmt.Sprintf("%s %s (anon %s, %d re-creations, %d failed starts)", ms[i].name, mib(ms[i].rss), mib(ms[i].anon), ms[i].recreations, ms[i].failed))
+	}
 	add(Row{Measure: "P7", Case: fmt.Sprintf("RSS of a userspace tunnel helper, 50 running (%d measured)", len(ms)), Median: mib(med.rss),
 		Spread: mib(ms[0].rss) + "–" + mib(ms[len(ms)-1].rss), Goal: "≤ 15 MiB", Verdict: verdict(ms[len(ms)-1].rss <= 15*1024),
-		Note: fmt.Sprintf("VmRSS of the vpn-wg@ main processes (embedded wireguard-go + Go runtime), sorted, every 10th: %s; the median one is %s private (RssAnon) + %s of the binary's pages (RssFile %s + RssShmem %s: the container's /usr is a tmpfs overlay; on a host they are file-backed and shared by all helpers); fds: %d each at most (TUN, UDP sockets, netlink, control socket, D-Bus). Profile: wireguard-go's receive routines (one per address family) and TUN reader each hold a batch of conn.IdealBatchSize = 128 message buffers of 64 KiB (device/receive.go RoutineReceiveIncoming); how much of those 8 MiB per routine is resident depends on whether the allocator zeroed reused spans, which is the spread between helpers. Capping the batch (a BatchSize wrapper on the bind and the TUN) would bound it, at a data-path cost P5 would have to show",
-			strings.Join(dist, ", "), mib(med.anon), mib(med.file+med.shmem), mib(med.file), mib(med.shmem), maxFD)})
+		Note: fmt.Sprintf("VmRSS of the vpn-wg@ main processes (embedded wireguard-go + Go runtime), sorted, every 10th: %s; the median one is %s private (RssAnon) + %s of the binary's pages (RssFile %s + RssShmem %s: the container's /usr is a tmpfs overlay; on a host they are file-backed and shared by all helpers); fds: %d each at most (TUN, UDP sockets, netlink, control socket, D-Bus). Profile: wireguard-go's receive routines (one per address family) and TUN reader each hold a batch of conn.IdealBatchSize = 128 message buffers of 64 KiB (device/receive.go RoutineReceiveIncoming); how much of those 8 MiB per routine is resident depends on whether the allocator zeroed reused spans, which is the spread between helpers. Capping the batch (a BatchSize wrapper on the bind and the TUN) would bound it, at a data-path cost P5 would have to show. The largest: %s. Its mappings with more than 512 kB resident (/proc/PID/smaps): %s — the Go heap arena holds the bulk, so it is live heap (the buffers), not retained free memory (a debug.FreeOSMemory() after the device is up was tried and changed nothing)",
+			strings.Join(dist, ", "), mib(med.anon), mib(med.file+med.shmem), mib(med.file), mib(med.shmem), maxFD, strings.Join(top, "; "), smaps)})
 	add(Row{Measure: "P7", Case: "50 namespaces: one systemctl start → all 50 services run", Median: fmtDur(allRun), Goal: "≤ 2 s", Verdict: verdict(allRun <= 2*time.Second),
 		Note: fmt.Sprintf("each: vpn-ns@ (namespace, firewall, host link, DNS), vpn-wg@ (READY after the device is up; block), the service with its tripwire hook; all 50 tunnels had a handshake after %s%s", fmtDur(allUp), profile)})
 	return nil
