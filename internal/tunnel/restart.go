@@ -3,10 +3,7 @@ package tunnel
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -48,7 +45,8 @@ const (
 )
 
 // restartDelay is the pure rule: how long a start at now waits, and the
-// failure count it records, given its predecessor (nil: none).
+// failure count it records, given its predecessor (nil: none). Failures
+// back off like lost tunnels do (Backoff: doubling, capped, ±10 % jitter).
 func restartDelay(prev *restartRecord, now time.Time) (time.Duration, int) {
 	if prev == nil {
 		return 0, 0
@@ -63,11 +61,8 @@ func restartDelay(prev *restartRecord, now time.Time) (time.Duration, int) {
 		return 0, 0
 	}
 	n := prev.Failures + 1
-	d := restartFirst << min(n-1, 20)
-	if d <= 0 || d > restartMax {
-		d = restartMax
-	}
-	return d, n
+	b := Backoff{First: restartFirst, Max: restartMax, n: n}
+	return b.Next(), n
 }
 
 // RestartThrottle is one helper process's record (Options.Restart).
@@ -130,16 +125,9 @@ func (t *RestartThrottle) save() error {
 }
 
 func loadRestart(path string) (*restartRecord, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var r restartRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if found, err := loadJSON(path, &r); !found || err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -123,14 +123,24 @@ func RecordPath(name string) string { return filepath.Join(plan.PrivatePath(name
 // LoadRecord reads a Record; a missing one is empty.
 func LoadRecord(path string) (Record, error) {
 	var r Record
+	_, err := loadJSON(path, &r)
+	return r, err
+}
+
+// loadJSON decodes the JSON file at path into v; a missing file is not an
+// error (found false, v untouched).
+func loadJSON(path string, v any) (found bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return r, nil
+		return false, nil
 	}
 	if err != nil {
-		return r, err
+		return false, err
 	}
-	return r, json.Unmarshal(b, &r)
+	if err := json.Unmarshal(b, v); err != nil {
+		return true, fmt.Errorf("%s: %w", path, err)
+	}
+	return true, nil
 }
 
 // Save writes the Record atomically.

@@ -249,3 +249,39 @@ func TestStayUpCycles(t *testing.T) {
 		t.Logf("vpn-wg@ NRestarts=%s", n)
 	}
 }
+
+// TestStayUpCrashLoopBrake: the tunnel unit restarts its helper at once
+// (RestartSec=0), so a helper that dies before its device works must brake
+// itself. The namespace's pin is removed behind vpn-ns@'s back: every new
+// helper fails to open it and exits. Without the brake systemd would start
+// one every few milliseconds; with it the delays double from 250 ms, and
+// the confined service, still in its (now unnamed) namespace, stays
+// without a way out.
+func TestStayUpCrashLoopBrake(t *testing.T) {
+	t.Parallel()
+	s := bootStayUp(t, "stay-brake", "block", "")
+	c := s.c
+	before, _ := strconv.Atoi(strings.TrimSpace(c.Run("systemctl", "show", "-P", "NRestarts", s.wg()).Stdout))
+	mustRun(t, c, "ip", "netns", "delete", s.name)
+	mustRun(t, c, "systemctl", "kill", "-s", "KILL", s.wg())
+	time.Sleep(6 * time.Second)
+	after, _ := strconv.Atoi(strings.TrimSpace(c.Run("systemctl", "show", "-P", "NRestarts", s.wg()).Stdout))
+	j := c.Run("journalctl", "--no-pager", "-q", "-o", "cat", "-u", s.wg()).Stdout
+	t.Logf("%d restarts in 6 s after the pin was removed (%d before)", after-before, before)
+	// 0 + 250 + 500 + 1000 + 2000 ms (±10 %) plus process starts: about 6
+	// restarts fit in 6 s; an unbraked loop would have hundreds.
+	if n := after - before; n < 2 || n > 10 {
+		t.Errorf("%d restarts in 6 s, want 2..10 (the brake doubles from 250 ms):\n%s", n, j)
+	}
+	if !strings.Contains(j, "exited before its tunnel was up (3 in a row)") {
+		t.Errorf("no escalating brake in the journal:\n%s", j)
+	}
+	// The service kept running and has no way out: its namespace lost only
+	// its name, the kill switch is still in it.
+	if c.Active(tickerUnit) != "active" {
+		t.Errorf("the ticker stopped: %s", c.Active(tickerUnit))
+	}
+	if _, ok := c.WaitTickOK(tickerUnit, time.Now(), 2*time.Second); ok {
+		t.Error("the ticker got through without a tunnel")
+	}
+}
